@@ -1,0 +1,203 @@
+//! Wiring: build every part from the config and start them.
+//!
+//! This is the only place that knows all the parts. Reading it top to bottom
+//! shows the shape of qmoi: memory, command definitions and templates, the
+//! notifier and its channels, forges and actions, the engine, the intake, and
+//! the HTTP server in front.
+
+use crate::actions::{ActionRegistry, Services};
+use crate::channels::console::{self, ConsoleChannel, Output};
+use crate::command::Registry;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::forge::Forges;
+use crate::identity::Directory;
+use crate::intake::Intake;
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, Templates};
+use crate::store::Store;
+use crate::web::{self, AppState};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::AsyncBufRead;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Where the console reads and writes (stdin/stdout, or pipes in tests).
+pub struct ConsoleIo {
+    /// Lines typed by the operator.
+    pub input: Box<dyn AsyncBufRead + Send + Unpin>,
+    /// Where notifications and replies are printed.
+    pub output: Output,
+}
+
+/// A running bot.
+pub struct Running {
+    /// The bound HTTP address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The engine, for in-process channels and tests.
+    pub engine: Engine,
+    /// The memory.
+    pub store: Store,
+    /// The notifier, for registering further channels.
+    pub notifier: Arc<Notifier>,
+    /// Event intake.
+    pub intake: Arc<Intake>,
+    /// Startup warnings (also logged).
+    pub warnings: Vec<String>,
+    stop: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting requests, stops workers and flushes the memory.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.store
+            .durable()
+            .await
+            .context("flushing memory on shutdown")?;
+        Ok(())
+    }
+}
+
+/// Builds and starts everything.
+pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("opening memory in {}", config.data_dir.display()))?;
+    let (registry, commands_from) =
+        Registry::load(&config.paths.commands).context("loading command definitions")?;
+    let registry = Arc::new(registry);
+    let templates =
+        Arc::new(Templates::load(&config.paths.templates).context("loading templates")?);
+    tracing::info!(commands = %commands_from, templates = %templates.source(), data = %config.data_dir.display(), "loaded");
+    let directory = Arc::new(Directory::new(&config.people));
+    let metrics = Arc::new(Metrics::new());
+
+    let notifier = Arc::new(Notifier::new(
+        store.clone(),
+        templates.clone(),
+        registry.clone(),
+        config.notify.clone(),
+    ));
+    let mut console_listener = None;
+    if config.console.enabled {
+        if let Some(io) = console_io {
+            notifier.register(Arc::new(ConsoleChannel::new(io.output.clone())));
+            console_listener = Some(io);
+        }
+    }
+
+    let forges =
+        Arc::new(Forges::new(store.clone(), &config.gitlab).context("configuring GitLab")?);
+    let services = Arc::new(Services {
+        store: store.clone(),
+        registry: registry.clone(),
+        forges: forges.clone(),
+    });
+    let engine = Engine::new(
+        store.clone(),
+        registry.clone(),
+        directory,
+        ActionRegistry::builtin(),
+        notifier.clone(),
+        templates,
+        services,
+        config.engine.clone(),
+        metrics.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let interrupted = engine
+        .recover()
+        .await
+        .context("recovering interrupted actions")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "actions were running when qmoi last stopped; their threads were told"
+        );
+    }
+
+    let (intake, queue) = Intake::new(
+        store.clone(),
+        notifier.clone(),
+        registry.clone(),
+        forges,
+        config.notify.clone(),
+        &config.gitlab,
+        metrics.clone(),
+    );
+    let mut tasks = vec![
+        tokio::spawn(intake.clone().run(queue)),
+        tokio::spawn(notifier.clone().run()),
+    ];
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (server.listen / QMOI_SERVER__LISTEN)",
+                config.server.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        config: config.clone(),
+        engine: engine.clone(),
+        intake: intake.clone(),
+        store: store.clone(),
+        metrics,
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let app = web::router(state);
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    if let Some(io) = console_listener {
+        tasks.push(tokio::spawn(console::listen(
+            engine.clone(),
+            io.input,
+            io.output,
+            config.console.identity.clone(),
+        )));
+    }
+
+    let mut warnings = config.warnings();
+    for ch in notifier.missing_channels() {
+        warnings.push(format!("notify.channels lists '{ch}', but that channel is not running; its messages wait in the outbox"));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(%addr, channels = ?notifier.active_channels(), "qmoi is listening");
+    Ok(Running {
+        addr,
+        engine,
+        store,
+        notifier,
+        intake,
+        warnings,
+        stop: Some(stop_tx),
+        tasks,
+        server: Some(server),
+    })
+}

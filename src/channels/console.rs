@@ -1,0 +1,115 @@
+//! The console: a person at qmoi's terminal.
+//!
+//! Lines typed on standard input are commands from the configured console
+//! identity (the operator, who is the master by default); notifications and
+//! replies are printed to standard output. When input ends (a service with
+//! no terminal), the console stops listening and the bot keeps running.
+
+use crate::command::{Command, Evidence, Origin};
+use crate::engine::{Engine, WHOLE_CHANNEL};
+use crate::notify::{Channel, Delivered, DeliveryError};
+use crate::store::{MessageKind, Outgoing};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+/// Channel name.
+pub const NAME: &str = "console";
+
+/// Shared writer for notifications and replies.
+pub type Output = Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
+
+/// Outbound half: prints messages.
+pub struct ConsoleChannel {
+    out: Output,
+}
+
+impl ConsoleChannel {
+    /// Prints to `out`.
+    pub fn new(out: Output) -> Self {
+        ConsoleChannel { out }
+    }
+}
+
+#[async_trait]
+impl Channel for ConsoleChannel {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn deliver(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+        let mut out = self.out.lock().await;
+        let text = format!("\n{}\n", message.body.trim_end());
+        out.write_all(text.as_bytes())
+            .await
+            .map_err(|e| DeliveryError::Retryable {
+                reason: format!("console write: {e}"),
+                retry_after: None,
+            })?;
+        out.flush().await.map_err(|e| DeliveryError::Retryable {
+            reason: format!("console flush: {e}"),
+            retry_after: None,
+        })?;
+        let thread = match (message.kind, message.notification) {
+            (MessageKind::Notification, Some(n)) => Some(format!("console:{n}")),
+            _ => message.thread.clone(),
+        };
+        Ok(Delivered { thread })
+    }
+}
+
+/// Reads commands from `input` until it ends, printing each reply.
+pub async fn listen<R>(engine: Engine, input: R, out: Output, identity: String)
+where
+    R: AsyncBufRead + Unpin,
+{
+    let mut lines = input.lines();
+    let session = uuid::Uuid::new_v4();
+    let mut n: u64 = 0;
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "console input unreadable; console stops listening");
+                break;
+            }
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        n += 1;
+        // Each typed line is its own intent: the key is unique per line.
+        let cmd = Command::new(
+            format!("console:{session}:{n}"),
+            Origin {
+                channel: NAME.into(),
+                identity: identity.clone(),
+                thread: Some(WHOLE_CHANNEL.into()),
+            },
+            text,
+            Evidence {
+                kind: "console-line".into(),
+                reference: format!("session {session} line {n}"),
+            },
+        );
+        let accepted = engine.accept(cmd).await;
+        let reply = match accepted.outcome {
+            Some(rx) => {
+                print(&out, &format!("… {}", accepted.ack.text)).await;
+                rx.await.unwrap_or(accepted.ack)
+            }
+            None => accepted.ack,
+        };
+        print(&out, &format!("→ {}", reply.text)).await;
+    }
+    tracing::info!("console input closed; qmoi keeps running without it");
+}
+
+async fn print(out: &Output, text: &str) {
+    let mut o = out.lock().await;
+    let _ = o.write_all(format!("{text}\n").as_bytes()).await;
+    let _ = o.flush().await;
+}

@@ -1,0 +1,87 @@
+//! Clients for the forges qmoi acts on, and which one is active.
+//!
+//! After `failover`, actions talk to the mirror instead of the primary; the
+//! choice lives in memory (`forge_state`) so it survives restarts and every
+//! action sees the same answer.
+
+pub mod gitlab;
+
+pub use gitlab::{ForgeError, GitLab};
+
+use crate::config::GitLabConfig;
+use crate::store::{trees, ForgeState, Store};
+
+/// The configured forges.
+pub struct Forges {
+    store: Store,
+    gitlab_primary: Option<GitLab>,
+    gitlab_mirror: Option<GitLab>,
+}
+
+/// `primary` or `mirror`.
+pub const PRIMARY: &str = "primary";
+/// The mirror that takes over on failover.
+pub const MIRROR: &str = "mirror";
+
+impl Forges {
+    /// Builds clients for what is configured; a half-configured forge
+    /// (URL without token) is left out and reported by config warnings.
+    pub fn new(store: Store, cfg: &GitLabConfig) -> Result<Forges, ForgeError> {
+        let timeout = std::time::Duration::from_secs(cfg.timeout_secs.max(1));
+        let primary = match (&cfg.url, &cfg.token) {
+            (Some(url), Some(token)) if !token.is_empty() => {
+                Some(GitLab::new(PRIMARY, url, token.clone(), timeout)?)
+            }
+            _ => None,
+        };
+        let mirror = match (
+            &cfg.mirror_url,
+            cfg.mirror_token.as_ref().or(cfg.token.as_ref()),
+        ) {
+            (Some(url), Some(token)) if !token.is_empty() => {
+                Some(GitLab::new(MIRROR, url, token.clone(), timeout)?)
+            }
+            _ => None,
+        };
+        Ok(Forges {
+            store,
+            gitlab_primary: primary,
+            gitlab_mirror: mirror,
+        })
+    }
+
+    /// Which GitLab is active (`primary` unless failed over).
+    pub fn active(&self, platform: &str) -> String {
+        self.store
+            .get::<ForgeState>(trees::FORGE_STATE, platform.as_bytes())
+            .ok()
+            .flatten()
+            .map(|s| s.active)
+            .unwrap_or_else(|| PRIMARY.to_string())
+    }
+
+    /// The GitLab client actions should use now.
+    pub fn gitlab(&self) -> Result<&GitLab, ForgeError> {
+        if self.active("gitlab") == MIRROR {
+            self.gitlab_mirror.as_ref().ok_or_else(|| ForgeError::NotConfigured(
+                "qmoi is failed over to the GitLab mirror but no mirror is configured (gitlab.mirror_url); run `failback`".into(),
+            ))
+        } else {
+            self.gitlab_primary.as_ref().ok_or_else(|| {
+                ForgeError::NotConfigured(
+                    "GitLab actions are off: set QMOI_GITLAB__URL and QMOI_GITLAB__TOKEN".into(),
+                )
+            })
+        }
+    }
+
+    /// Whether a mirror exists to fail over to.
+    pub fn has_gitlab_mirror(&self) -> bool {
+        self.gitlab_mirror.is_some()
+    }
+
+    /// The primary client, for reading logs regardless of failover.
+    pub fn gitlab_any(&self) -> Option<&GitLab> {
+        self.gitlab().ok().or(self.gitlab_primary.as_ref())
+    }
+}

@@ -1,0 +1,300 @@
+//! From event to notification.
+//!
+//! [`Intake::receive`] is what a webhook handler calls: it claims the
+//! delivery and event IDs (a platform's retry is answered "duplicate"),
+//! writes the event, and returns once that is durable — which is when the
+//! platform gets its 200. A single worker then turns stored events into
+//! notifications, one at a time, so grouping by dedup key never races:
+//! it fetches the failed job's log for an excerpt, groups repeats within the
+//! window, consults the error-signature history, and queues the messages.
+//! Events not yet processed when qmoi stops are processed after restart.
+
+use crate::command::Registry;
+use crate::config::{GitLabConfig, NotifyConfig};
+use crate::events::{Event, EventKind};
+use crate::forge::gitlab::log_excerpt;
+use crate::forge::Forges;
+use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifyError};
+use crate::store::{
+    trees, AuditEntry, Claim, Notification, SeenBefore, SignatureHistory, Store, StoreError,
+    StoredEvent,
+};
+use chrono::Utc;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What `receive` did with an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// Stored durably; a notification follows.
+    Stored(String),
+    /// Seen before (same delivery or same event); nothing new was stored.
+    Duplicate(String),
+}
+
+/// Errors from intake.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The memory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Queueing notifications.
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+}
+
+/// Turns events into notifications.
+pub struct Intake {
+    store: Store,
+    notifier: Arc<Notifier>,
+    registry: Arc<Registry>,
+    forges: Arc<Forges>,
+    notify: NotifyConfig,
+    fetch_trace: bool,
+    metrics: Arc<Metrics>,
+    queue: mpsc::UnboundedSender<String>,
+}
+
+impl Intake {
+    /// Creates the intake and the receiver its worker ([`Intake::run`]) reads.
+    pub fn new(
+        store: Store,
+        notifier: Arc<Notifier>,
+        registry: Arc<Registry>,
+        forges: Arc<Forges>,
+        notify: NotifyConfig,
+        gitlab: &GitLabConfig,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Intake>, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(Intake {
+                store,
+                notifier,
+                registry,
+                forges,
+                notify,
+                fetch_trace: gitlab.fetch_trace,
+                metrics,
+                queue: tx,
+            }),
+            rx,
+        )
+    }
+
+    /// Stores an event durably (unless it is a duplicate) and queues it.
+    pub async fn receive(
+        &self,
+        event: Event,
+        delivery_id: Option<&str>,
+    ) -> Result<Received, IntakeError> {
+        let id = event.id.clone();
+        if let Some(delivery) = delivery_id.filter(|d| !d.is_empty()) {
+            let key = format!("{}:{delivery}", event.platform);
+            if let Claim::Taken(first) =
+                self.store
+                    .claim(trees::HOOK_DELIVERIES, key.as_bytes(), &id)?
+            {
+                self.metrics.event(&event.platform, "duplicate");
+                return Ok(Received::Duplicate(first));
+            }
+        }
+        let stored = StoredEvent {
+            event,
+            processed: false,
+            notification: None,
+        };
+        if let Claim::Taken(_) = self.store.claim(trees::EVENTS, id.as_bytes(), &stored)? {
+            self.metrics.event(&stored.event.platform, "duplicate");
+            self.store.durable().await?;
+            return Ok(Received::Duplicate(id));
+        }
+        self.store.durable().await?;
+        self.metrics.event(&stored.event.platform, "stored");
+        let _ = self.queue.send(id.clone());
+        Ok(Received::Stored(id))
+    }
+
+    /// Processes queued events until the queue closes; first re-queues any
+    /// event stored but not processed before a restart.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
+        match self.store.all::<StoredEvent>(trees::EVENTS) {
+            Ok(all) => {
+                for (_, e) in all.into_iter().filter(|(_, e)| !e.processed) {
+                    let _ = self.queue.send(e.event.id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot scan events for recovery"),
+        }
+        while let Some(id) = rx.recv().await {
+            if let Err(e) = self.process(&id).await {
+                tracing::error!(event = %id, error = %e, "processing event failed");
+            }
+        }
+    }
+
+    /// Turns one stored event into a new or updated notification.
+    pub async fn process(&self, id: &str) -> Result<Option<u64>, IntakeError> {
+        let Some(mut stored) = self
+            .store
+            .get::<StoredEvent>(trees::EVENTS, id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        if stored.processed {
+            return Ok(stored.notification);
+        }
+        self.enrich(&mut stored.event).await;
+        let event = stored.event.clone();
+        let nid = if event.kind.notifies() {
+            Some(self.notify(event).await?)
+        } else {
+            self.verify_fixes(&event)?;
+            None
+        };
+        stored.processed = true;
+        stored.notification = nid;
+        self.store.put(trees::EVENTS, id.as_bytes(), &stored)?;
+        self.store.durable().await?;
+        self.notifier.kick();
+        Ok(nid)
+    }
+
+    /// Quotes the failed job's log when the event carries no excerpt.
+    async fn enrich(&self, event: &mut Event) {
+        if !self.fetch_trace
+            || event.error_excerpt.is_some()
+            || event.platform != "gitlab"
+            || event.kind != EventKind::JobFailed
+        {
+            return;
+        }
+        let (Some(job), Some(gitlab)) = (&event.job, self.forges.gitlab_any()) else {
+            return;
+        };
+        let project = event
+            .project
+            .id
+            .clone()
+            .unwrap_or_else(|| event.project.path.clone());
+        match gitlab.job_trace(&project, job.id).await {
+            Ok(log) => event.error_excerpt = log_excerpt(&log, 15),
+            Err(e) => {
+                tracing::warn!(job = job.id, error = %e, "could not fetch the job log for an excerpt")
+            }
+        }
+    }
+
+    async fn notify(&self, event: Event) -> Result<u64, IntakeError> {
+        let now = Utc::now();
+        let key = event.dedup_key();
+        let window = chrono::Duration::seconds(self.notify.dedup_window_secs as i64);
+        // Same failure again within the window: update, don't repeat.
+        if let Some(existing) = self.store.get::<u64>(trees::DEDUP, key.as_bytes())? {
+            if let Some(mut n) = self.store.notification(existing)? {
+                if now - n.last_at <= window || n.silenced_until.is_some_and(|u| u > now) {
+                    n.occurrences += 1;
+                    n.last_at = now;
+                    let silenced = n.silenced_until.is_some_and(|u| u > now);
+                    n.event = Event {
+                        fix: event.fix.clone().or(n.event.fix.clone()),
+                        ..event
+                    };
+                    self.store.put_notification(&n)?;
+                    if !silenced {
+                        let text = format!(
+                            "seen again: {} occurrences since {}",
+                            n.occurrences,
+                            n.first_at.format("%Y-%m-%d %H:%M UTC")
+                        );
+                        self.notifier.queue_notification(&n, Some(&text))?;
+                    }
+                    self.metrics
+                        .notification(if silenced { "silenced" } else { "updated" });
+                    return Ok(n.id);
+                }
+            }
+        }
+        let signature = event.error_signature();
+        let mut seen_before = None;
+        if let Some(sig) = &signature {
+            let prev = self
+                .store
+                .get::<SignatureHistory>(trees::SIGNATURES, sig.as_bytes())?;
+            if let Some(h) = &prev {
+                if h.count > 0 {
+                    seen_before = Some(SeenBefore {
+                        count: h.count,
+                        last_fix: h.last_fix.clone(),
+                    });
+                }
+            }
+            let project = event.project.path.clone();
+            let git_ref = event.git_ref.clone();
+            self.store
+                .update::<SignatureHistory, _>(trees::SIGNATURES, sig.as_bytes(), |h| {
+                    let mut h = h.unwrap_or_default();
+                    h.count += 1;
+                    h.last_seen = Some(now);
+                    h.project = project.clone();
+                    h.git_ref = git_ref.clone();
+                    Some(h)
+                })?;
+        }
+        let id = self.store.next_seq("notification")?;
+        let n = Notification {
+            id,
+            answers: self
+                .registry
+                .answers_for(event.kind.as_str())
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            dedup_key: key.clone(),
+            occurrences: 1,
+            first_at: now,
+            last_at: now,
+            signature,
+            seen_before,
+            threads: Vec::new(),
+            acked_by: None,
+            silenced_until: None,
+            event,
+        };
+        self.store.put_notification(&n)?;
+        self.store.put(trees::DEDUP, key.as_bytes(), &id)?;
+        self.store.audit(AuditEntry::new(
+            "notification.created",
+            format!("#{id}"),
+            format!(
+                "{} {} {} (event {})",
+                n.event.kind.as_str(),
+                n.event.platform,
+                n.event.project.path,
+                n.event.id
+            ),
+        ))?;
+        self.notifier.queue_notification(&n, None)?;
+        self.metrics.notification("created");
+        Ok(id)
+    }
+
+    /// A passing pipeline on the project and ref where a fix was applied
+    /// confirms that fix ("fixed by !45 last time, pipeline then passed").
+    fn verify_fixes(&self, event: &Event) -> Result<(), StoreError> {
+        for (key, mut h) in self.store.all::<SignatureHistory>(trees::SIGNATURES)? {
+            let Some(fix) = &mut h.last_fix else { continue };
+            if fix.verified
+                || h.project != event.project.path
+                || (h.git_ref.is_some() && h.git_ref != event.git_ref)
+                || event.received_at < fix.at
+            {
+                continue;
+            }
+            fix.verified = true;
+            self.store.put(trees::SIGNATURES, &key, &h)?;
+        }
+        Ok(())
+    }
+}

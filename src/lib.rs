@@ -1,0 +1,30 @@
+//! qmoi — the voice and ears of an automated AI developer working on CI/CD.
+//!
+//! The shape, in the order data flows:
+//!
+//! - [`web`] and [`channels`] — inbound adapters: webhooks, the API, the
+//!   console (email, Slack and Discord plug in beside it);
+//! - [`events`] → [`intake`] — what happened on a forge becomes a durable
+//!   event and then a notification;
+//! - [`command`] — every answer from every channel becomes one [`command::Command`];
+//! - [`engine`] — authorize → deduplicate → decide once → run → record → report;
+//! - [`actions`] and [`forge`] — what commands do, and the forge clients;
+//! - [`notify`] — templates → outbox → channel adapters, with retries;
+//! - [`store`] — the memory in sled, including the hash-chained audit log;
+//! - [`config`], [`identity`], [`metrics`], [`app`] — settings, people,
+//!   counters, and the wiring.
+
+pub mod actions;
+pub mod app;
+pub mod channels;
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod events;
+pub mod forge;
+pub mod identity;
+pub mod intake;
+pub mod metrics;
+pub mod notify;
+pub mod store;
+pub mod web;

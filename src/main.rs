@@ -1,0 +1,245 @@
+//! The `qmoi` command line: run the bot, check its config, verify its audit
+//! log, and export or import its memory.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use qmoi::app::{self, ConsoleIo};
+use qmoi::config::{Config, Sources};
+use qmoi::store::{self, Store};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::BufReader;
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+#[command(
+    name = "qmoi",
+    version,
+    about = "qmoi — chat-ops for an AI developer: tells people what CI/CD did, runs what they answer"
+)]
+struct Cli {
+    /// Config file (TOML). Without one, built-in defaults apply.
+    #[arg(long, global = true, env = "QMOI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Memory directory (overrides data_dir).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// `.env` file read before the environment.
+    #[arg(long, global = true, default_value = ".env")]
+    env_file: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the bot: HTTP server, channels, engine.
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+    },
+    /// Back up or restore the memory.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the effective config (secrets masked) and its warnings; exit 1 on errors.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain; exit 1 and name the first bad record if tampered.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum MemoryCmd {
+    /// Write every record as JSON lines (default: a new file under the backups folder).
+    Export {
+        /// Output file, or `-` for standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Load JSON lines into an empty memory (backs nothing up: the target must be empty).
+    Import {
+        /// The export to read.
+        file: PathBuf,
+    },
+}
+
+fn load_config(cli: &Cli, listen: Option<SocketAddr>) -> Result<Config> {
+    let mut config = Config::load(&Sources {
+        file: cli.config.clone(),
+        dotenv: Some(cli.env_file.clone()),
+        env: None,
+    })?;
+    if let Some(d) = &cli.data {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    Ok(config)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QMOI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout belongs to the console channel.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Cmd::Serve { listen } => {
+            init_logging();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .and_then(|rt| rt.block_on(serve(&cli, *listen)))
+        }
+        Cmd::Config {
+            command: ConfigCmd::Check,
+        } => config_check(&cli),
+        Cmd::Audit {
+            command: AuditCmd::Verify,
+        } => audit_verify(&cli),
+        Cmd::Memory {
+            command: MemoryCmd::Export { out },
+        } => memory_export(&cli, out.clone()),
+        Cmd::Memory {
+            command: MemoryCmd::Import { file },
+        } => memory_import(&cli, file),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qmoi: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
+    let config = load_config(cli, listen)?;
+    let console = config.console.enabled.then(|| ConsoleIo {
+        input: Box::new(BufReader::new(tokio::io::stdin())),
+        output: Arc::new(Mutex::new(Box::new(tokio::io::stdout()))),
+    });
+    let running = app::start(config, console).await?;
+    eprintln!(
+        "qmoi listening on http://{} — type `help` here for commands",
+        running.addr
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn config_check(cli: &Cli) -> Result<()> {
+    let config = load_config(cli, None)?;
+    print!("{}", config.to_masked_toml());
+    for w in config.warnings() {
+        eprintln!("warning: {w}");
+    }
+    qmoi::command::Registry::load(&config.paths.commands).context("command definitions")?;
+    qmoi::notify::Templates::load(&config.paths.templates).context("templates")?;
+    eprintln!("config OK");
+    Ok(())
+}
+
+fn open_store(cli: &Cli) -> Result<(Config, Store)> {
+    let config = load_config(cli, None)?;
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("opening memory in {}", config.data_dir.display()))?;
+    Ok((config, store))
+}
+
+fn audit_verify(cli: &Cli) -> Result<()> {
+    let (_, store) = open_store(cli)?;
+    match store::verify_chain(&store)? {
+        Ok(n) => {
+            println!("audit log intact: {n} records");
+            Ok(())
+        }
+        Err(e) => bail!("audit log TAMPERED: {e}"),
+    }
+}
+
+fn memory_export(cli: &Cli, out: Option<PathBuf>) -> Result<()> {
+    let (config, store) = open_store(cli)?;
+    let n = match out.as_deref() {
+        Some(p) if p.as_os_str() == "-" => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            store::export_jsonl(&store, &mut lock)?
+        }
+        other => {
+            let path = match other {
+                Some(p) => p.to_path_buf(),
+                None => {
+                    std::fs::create_dir_all(&config.paths.backups)
+                        .with_context(|| format!("creating {}", config.paths.backups.display()))?;
+                    config.paths.backups.join(format!(
+                        "qmoi-{}.jsonl",
+                        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                    ))
+                }
+            };
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let n = store::export_jsonl(&store, &mut w)?;
+            eprintln!("exported {n} records to {}", path.display());
+            n
+        }
+    };
+    let _ = n;
+    Ok(())
+}
+
+fn memory_import(cli: &Cli, file: &PathBuf) -> Result<()> {
+    let (_, store) = open_store(cli)?;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let n = store::import_jsonl(&store, &mut std::io::BufReader::new(f))?;
+    println!("imported {n} records");
+    Ok(())
+}

@@ -1,0 +1,549 @@
+//! From notification to people: templates → outbox → channel adapters.
+//!
+//! The notifier renders a message for every enabled channel, writes it to the
+//! outbox in sled (so a crash between "decided" and "told" loses nothing),
+//! and a worker delivers the outbox through the [`Channel`] adapters with
+//! retries and backoff. Every attempt lands in the delivery log, which is what
+//! fallback logic and operators read. Channels only see rendered
+//! [`Outgoing`] messages; they never learn what an action is.
+
+mod templates;
+
+pub use templates::{TemplateError, Templates};
+
+use crate::command::Registry;
+use crate::config::NotifyConfig;
+use crate::store::{
+    seq_key, trees, Answer, AuditEntry, Decision, DecisionStatus, DeliveryLogEntry, MessageKind,
+    Notification, OutboxItem, OutboxStatus, Outgoing, Store, StoreError, ThreadRef,
+};
+use async_trait::async_trait;
+use chrono::{Duration as ChronoDuration, Utc};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Every message qmoi sends is signed with this.
+pub const SIGNATURE: &str = "QMOI (AI Developer)";
+
+/// What a channel returns after delivering.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// The channel's reference for the posted message or thread, so replies
+    /// in it can be traced back to the notification.
+    pub thread: Option<String>,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again (network, 5xx, 429).
+    #[error("{reason}")]
+    Retryable {
+        /// What went wrong.
+        reason: String,
+        /// The platform's requested wait (Retry-After).
+        retry_after: Option<Duration>,
+    },
+    /// Trying again will not help (bad token, unknown channel).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// An outbound channel adapter. Implementations turn an [`Outgoing`]
+/// message into a post, an email, a printed line.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// Channel name as used in config and thread references.
+    fn name(&self) -> &str;
+    /// Delivers one message.
+    async fn deliver(&self, message: &Outgoing) -> Result<Delivered, DeliveryError>;
+    /// Whether posted messages can be edited (Slack, Discord): such channels
+    /// get an update replacing the buttons once a question is decided.
+    fn edits_messages(&self) -> bool {
+        false
+    }
+}
+
+/// The outcome of a decision, for reporting to every thread.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The decision.
+    pub decision: Decision,
+    /// Whether the action succeeded.
+    pub ok: bool,
+}
+
+/// Renders, queues and delivers messages.
+pub struct Notifier {
+    store: Store,
+    templates: Arc<Templates>,
+    registry: Arc<Registry>,
+    config: NotifyConfig,
+    channels: RwLock<BTreeMap<String, Arc<dyn Channel>>>,
+    wake: Notify,
+}
+
+impl Notifier {
+    /// Creates a notifier with no channels; adapters register themselves.
+    pub fn new(
+        store: Store,
+        templates: Arc<Templates>,
+        registry: Arc<Registry>,
+        config: NotifyConfig,
+    ) -> Self {
+        Notifier {
+            store,
+            templates,
+            registry,
+            config,
+            channels: RwLock::new(BTreeMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Adds a channel adapter. Only registered channels listed in
+    /// `notify.channels` receive notifications.
+    pub fn register(&self, channel: Arc<dyn Channel>) {
+        let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(channel.name().to_string(), channel);
+    }
+
+    /// Channels that will receive notifications.
+    pub fn active_channels(&self) -> Vec<String> {
+        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        self.config
+            .channels
+            .iter()
+            .filter(|c| map.contains_key(*c))
+            .cloned()
+            .collect()
+    }
+
+    /// Channels listed in config for which no adapter is running.
+    pub fn missing_channels(&self) -> Vec<String> {
+        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        self.config
+            .channels
+            .iter()
+            .filter(|c| !map.contains_key(*c))
+            .cloned()
+            .collect()
+    }
+
+    fn channel(&self, name: &str) -> Option<Arc<dyn Channel>> {
+        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        map.get(name).cloned()
+    }
+
+    /// The answers a notification offers, as buttons or words.
+    pub fn answers_for(&self, n: &Notification) -> Vec<Answer> {
+        n.answers
+            .iter()
+            .filter_map(|name| self.registry.get(name))
+            .map(|spec| Answer {
+                command: spec.name.clone(),
+                label: spec.button.clone().unwrap_or_else(|| spec.name.clone()),
+                text: format!("{} #{}", spec.name, n.id),
+            })
+            .collect()
+    }
+
+    /// Queues a new notification (or an update of one) to every channel.
+    pub fn queue_notification(
+        &self,
+        n: &Notification,
+        update: Option<&str>,
+    ) -> Result<usize, NotifyError> {
+        let decisions = self.store.decisions_for(n.id)?;
+        let ctx = notification_context(n, &self.answers_for(n), &decisions, update);
+        let mut queued = 0;
+        for channel in self.active_channels() {
+            let existing = n
+                .threads
+                .iter()
+                .find(|t| t.channel == channel)
+                .map(|t| t.thread.clone());
+            let (kind, template) = match (update, &existing) {
+                (Some(_), Some(_)) => (MessageKind::Update, "update"),
+                _ => (MessageKind::Notification, "notification"),
+            };
+            let body = self.templates.render(&channel, template, &ctx)?;
+            let subject = self
+                .templates
+                .render(&channel, "subject", &ctx)?
+                .trim()
+                .to_string();
+            self.enqueue(
+                &channel,
+                Outgoing {
+                    notification: Some(n.id),
+                    kind,
+                    thread: existing,
+                    subject,
+                    body,
+                    answers: if decisions
+                        .iter()
+                        .any(|d| d.status == DecisionStatus::Succeeded)
+                    {
+                        Vec::new()
+                    } else {
+                        self.answers_for(n)
+                    },
+                    data: ctx.clone(),
+                },
+            )?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Tells channels that can edit messages to replace a decided
+    /// notification's buttons with the decision.
+    pub fn queue_decided(&self, n: &Notification, text: &str) -> Result<usize, NotifyError> {
+        let decisions = self.store.decisions_for(n.id)?;
+        let ctx = notification_context(n, &[], &decisions, Some(text));
+        let mut queued = 0;
+        for channel in self.active_channels() {
+            let editable = self.channel(&channel).is_some_and(|c| c.edits_messages());
+            let Some(thread) = n.threads.iter().find(|t| t.channel == channel) else {
+                continue;
+            };
+            if !editable {
+                continue;
+            }
+            let body = self.templates.render(&channel, "update", &ctx)?;
+            let subject = self
+                .templates
+                .render(&channel, "subject", &ctx)?
+                .trim()
+                .to_string();
+            self.enqueue(
+                &channel,
+                Outgoing {
+                    notification: Some(n.id),
+                    kind: MessageKind::Update,
+                    thread: Some(thread.thread.clone()),
+                    subject,
+                    body,
+                    answers: Vec::new(),
+                    data: ctx.clone(),
+                },
+            )?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Queues the outcome of a decision to every thread the question was
+    /// asked in, except `skip` (the thread the decision came from, which gets
+    /// the direct reply), and an update of the original messages so their
+    /// buttons give way to the decision.
+    pub fn queue_report(
+        &self,
+        n: &Notification,
+        report: &Report,
+        skip: Option<&ThreadRef>,
+    ) -> Result<usize, NotifyError> {
+        let d = &report.decision;
+        let mut ctx = notification_context(n, &[], &self.store.decisions_for(n.id)?, None);
+        ctx["d"] = json!({
+            "command": d.command,
+            "past_tense": d.past_tense,
+            "by": d.by,
+            "via": d.via,
+            "at": d.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            "ok": report.ok,
+            "outcome": d.outcome.clone().unwrap_or_default(),
+        });
+        let mut queued = 0;
+        for channel in self.active_channels() {
+            let thread = n.threads.iter().find(|t| t.channel == channel);
+            // The sender already got the direct reply where they asked: in
+            // that thread, or anywhere on a whole-channel origin (console).
+            if let Some(s) = skip {
+                if s.channel == channel
+                    && (s.thread == crate::engine::WHOLE_CHANNEL || thread.is_some_and(|t| t == s))
+                {
+                    continue;
+                }
+            }
+            let body = self.templates.render(&channel, "report", &ctx)?;
+            let subject = self
+                .templates
+                .render(&channel, "subject", &ctx)?
+                .trim()
+                .to_string();
+            self.enqueue(
+                &channel,
+                Outgoing {
+                    notification: Some(n.id),
+                    kind: MessageKind::Report,
+                    thread: thread.map(|t| t.thread.clone()),
+                    subject,
+                    body,
+                    answers: Vec::new(),
+                    data: ctx.clone(),
+                },
+            )?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    fn enqueue(&self, channel: &str, message: Outgoing) -> Result<u64, NotifyError> {
+        let id = self.store.next_seq("outbox")?;
+        let item = OutboxItem {
+            id,
+            channel: channel.to_string(),
+            message,
+            attempts: 0,
+            next_attempt_at: Utc::now(),
+            status: OutboxStatus::Pending,
+            last_error: None,
+            created_at: Utc::now(),
+        };
+        self.store.put(trees::OUTBOX, &seq_key(id), &item)?;
+        Ok(id)
+    }
+
+    /// Wakes the delivery worker (after queueing and making it durable).
+    pub fn kick(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Delivers due outbox items until the process stops.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.deliver_due().await {
+                tracing::error!(error = %e, "outbox delivery pass failed");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
+        }
+    }
+
+    /// One pass over the outbox: each channel's due items, in order, with
+    /// channels in parallel. Returns how many were attempted.
+    pub async fn deliver_due(&self) -> Result<usize, NotifyError> {
+        let now = Utc::now();
+        let items: Vec<OutboxItem> = self
+            .store
+            .all::<OutboxItem>(trees::OUTBOX)?
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.status == OutboxStatus::Pending)
+            .collect();
+        let mut by_channel: HashMap<String, Vec<OutboxItem>> = HashMap::new();
+        for item in items {
+            by_channel
+                .entry(item.channel.clone())
+                .or_default()
+                .push(item);
+        }
+        let mut tasks = Vec::new();
+        for (channel, items) in by_channel {
+            let adapter = self.channel(&channel);
+            let store = self.store.clone();
+            let config = self.config.clone();
+            tasks.push(async move {
+                let mut attempted = 0;
+                // Messages about one notification go out in order: a report
+                // waits for its notification to be delivered first.
+                let mut blocked: Vec<Option<u64>> = Vec::new();
+                for item in items {
+                    if item.message.notification.is_some()
+                        && blocked.contains(&item.message.notification)
+                    {
+                        continue;
+                    }
+                    if item.next_attempt_at > now {
+                        blocked.push(item.message.notification);
+                        continue;
+                    }
+                    attempted += 1;
+                    let ok = deliver_one(&store, &config, adapter.as_deref(), item.clone()).await?;
+                    if !ok {
+                        blocked.push(item.message.notification);
+                    }
+                }
+                Ok::<usize, NotifyError>(attempted)
+            });
+        }
+        let mut total = 0;
+        for r in futures::future::join_all(tasks).await {
+            total += r?;
+        }
+        if total > 0 {
+            self.store.durable().await?;
+        }
+        Ok(total)
+    }
+}
+
+async fn deliver_one(
+    store: &Store,
+    config: &NotifyConfig,
+    adapter: Option<&dyn Channel>,
+    mut item: OutboxItem,
+) -> Result<bool, NotifyError> {
+    item.attempts += 1;
+    let result = match adapter {
+        Some(ch) => ch.deliver(&item.message).await,
+        None => Err(DeliveryError::Permanent(format!(
+            "channel '{}' is not running",
+            item.channel
+        ))),
+    };
+    let (ok, detail) = match &result {
+        Ok(d) => (true, d.thread.clone().unwrap_or_default()),
+        Err(e) => (false, e.to_string()),
+    };
+    let log_id = store.next_seq("delivery_log")?;
+    store.put(
+        trees::DELIVERY_LOG,
+        &seq_key(log_id),
+        &DeliveryLogEntry {
+            outbox_id: item.id,
+            channel: item.channel.clone(),
+            notification: item.message.notification,
+            attempt: item.attempts,
+            ok,
+            detail: detail.clone(),
+            at: Utc::now(),
+        },
+    )?;
+    match result {
+        Ok(delivered) => {
+            if let (Some(nid), Some(thread), MessageKind::Notification) = (
+                item.message.notification,
+                delivered.thread,
+                item.message.kind,
+            ) {
+                store.link_thread(&item.channel, &thread, nid)?;
+            }
+            item.status = OutboxStatus::Sent;
+            item.last_error = None;
+            store
+                .tree(trees::OUTBOX)?
+                .remove(seq_key(item.id))
+                .map_err(StoreError::from)?;
+            Ok(true)
+        }
+        Err(e) => {
+            let (retry_after, permanent) = match &e {
+                DeliveryError::Retryable { retry_after, .. } => (*retry_after, false),
+                DeliveryError::Permanent(_) => (None, true),
+            };
+            item.last_error = Some(e.to_string());
+            if permanent || item.attempts >= config.max_attempts {
+                item.status = OutboxStatus::Failed;
+                store.audit(
+                    AuditEntry::new(
+                        "delivery.failed",
+                        item.message
+                            .notification
+                            .map(|n| format!("#{n}"))
+                            .unwrap_or_default(),
+                        format!("{} after {} attempt(s): {e}", item.channel, item.attempts),
+                    )
+                    .by(None, Some(&item.channel)),
+                )?;
+                tracing::warn!(channel = %item.channel, attempts = item.attempts, error = %e, "delivery gave up");
+            } else {
+                let backoff = config
+                    .retry_base_ms
+                    .saturating_mul(1 << (item.attempts - 1).min(16));
+                let wait = retry_after.unwrap_or(Duration::from_millis(backoff));
+                item.next_attempt_at = Utc::now()
+                    + ChronoDuration::from_std(wait).unwrap_or(ChronoDuration::seconds(1));
+                tracing::info!(channel = %item.channel, attempt = item.attempts, error = %e, "delivery failed; will retry");
+            }
+            store.put(trees::OUTBOX, &seq_key(item.id), &item)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Errors from queueing or delivering.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The memory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A template.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+const UNKNOWN: &str = "unknown";
+
+/// The data templates see. Fields the notification must always show are
+/// filled with "unknown" rather than left out.
+pub fn notification_context(
+    n: &Notification,
+    answers: &[Answer],
+    decisions: &[Decision],
+    update: Option<&str>,
+) -> serde_json::Value {
+    let e = &n.event;
+    let or_unknown = |s: Option<String>| {
+        s.filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| UNKNOWN.to_string())
+    };
+    let fix = e.fix.as_ref().map(|f| {
+        json!({
+            "title": f.title,
+            "description": f.description,
+            "files": f.files,
+            "diff": f.diff,
+            "merge_request": f.merge_request.as_ref().map(|m| m.iid),
+            "merge_request_url": f.merge_request.as_ref().and_then(|m| m.url.clone()),
+        })
+    });
+    let seen = n.seen_before.as_ref().map(|s| {
+        json!({
+            "count": s.count,
+            "fix": s.last_fix.as_ref().map(|f| f.reference.clone()),
+            "verified": s.last_fix.as_ref().is_some_and(|f| f.verified),
+        })
+    });
+    let mut title = format!("{} on {}", e.kind.title(), e.platform);
+    if e.fix.is_none() && e.kind == crate::events::EventKind::FixProposed {
+        title.push_str(" (fix details missing)");
+    }
+    json!({
+        "signature": SIGNATURE,
+        "update": update,
+        "n": {
+            "id": n.id,
+            "kind": e.kind.as_str(),
+            "title": title,
+            "platform": or_unknown(Some(e.platform.clone())),
+            "project": or_unknown(Some(e.project.path.clone())),
+            "project_url": e.project.url,
+            "ref": or_unknown(e.git_ref.clone()),
+            "sha": e.sha,
+            "pipeline": e.pipeline.map(|p| format!("#{p}")).unwrap_or_else(|| UNKNOWN.into()),
+            "job": e.job.as_ref().map(|j| format!("{} (#{}{})", j.name, j.id, j.stage.as_ref().map(|s| format!(", stage {s}")).unwrap_or_default())).unwrap_or_else(|| if e.job.is_none() && matches!(e.kind, crate::events::EventKind::PipelineFailed | crate::events::EventKind::ForgeDown | crate::events::EventKind::ForgeUp) { "n/a (whole pipeline)".to_string() } else { UNKNOWN.to_string() }),
+            "job_name": e.job.as_ref().map(|j| j.name.clone()).unwrap_or_else(|| UNKNOWN.into()),
+            "failure_reason": or_unknown(e.failure_reason.clone()),
+            "error_excerpt": or_unknown(e.error_excerpt.clone()),
+            "summary": e.summary,
+            "url": e.url,
+            "fix": fix,
+            "occurrences": n.occurrences,
+            "first_at": n.first_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            "last_at": n.last_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            "seen_before": seen,
+            "answers": answers,
+            "acked_by": n.acked_by,
+            "decisions": decisions.iter().map(|d| json!({
+                "command": d.command, "by": d.by, "via": d.via,
+                "at": d.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                "status": d.status, "outcome": d.outcome,
+            })).collect::<Vec<_>>(),
+        }
+    })
+}

@@ -1,0 +1,475 @@
+//! qmoi's memory: one sled database, one tree per kind of record.
+//!
+//! Everything a person or a platform is told about is written here and
+//! flushed to disk *before* they are told ([`Store::durable`]). Flushes are
+//! grouped: every caller that asks while a flush runs shares the next one, so
+//! a burst of webhooks costs a handful of fsyncs, not one each.
+//!
+//! Records are JSON (readable in exports, tolerant of added fields); numeric
+//! keys are big-endian so trees iterate in order.
+
+mod audit;
+mod export;
+pub mod records;
+
+pub use audit::{verify_chain, AuditEntry, AuditError};
+pub use export::{export_jsonl, import_jsonl, ExportError};
+pub use records::*;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{mpsc, oneshot};
+
+/// Version of the record layout; bumped when old data needs a migration.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Errors from the memory. Opening is the only place they are expected; at
+/// run time they mean a disk problem and are reported, never ignored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption, lock held by another process).
+    #[error("memory (sled): {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be encoded or decoded.
+    #[error("memory record {tree}/{key}: {reason}")]
+    Codec {
+        /// Tree.
+        tree: String,
+        /// Key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The data directory was written by a newer qmoi.
+    #[error("memory schema {found} is newer than this qmoi understands ({SCHEMA_VERSION}); upgrade qmoi")]
+    Schema {
+        /// Version found on disk.
+        found: u64,
+    },
+    /// The flush task is gone (shutting down).
+    #[error("memory flush failed: {0}")]
+    Flush(String),
+}
+
+/// Outcome of inserting a key only if absent.
+pub enum Claim<T> {
+    /// The key was absent and now holds our value.
+    Won,
+    /// The key already held this value.
+    Taken(T),
+}
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+struct Inner {
+    db: sled::Db,
+    flusher: OnceLock<mpsc::UnboundedSender<FlushWaiter>>,
+    audit_tail: Mutex<Option<(u64, String)>>,
+}
+
+/// Handle to the memory; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Names of the trees, in one place so exports and docs agree.
+pub mod trees {
+    /// Event ID → [`super::StoredEvent`].
+    pub const EVENTS: &str = "events";
+    /// Webhook delivery ID → event ID (platform retries of one delivery).
+    pub const HOOK_DELIVERIES: &str = "hook_deliveries";
+    /// Notification number → [`super::Notification`].
+    pub const NOTIFICATIONS: &str = "notifications";
+    /// Dedup key → latest notification number.
+    pub const DEDUP: &str = "dedup";
+    /// `channel\0thread` → notification number.
+    pub const THREADS: &str = "threads";
+    /// `NNNNNNNN\0question` → [`super::Decision`].
+    pub const DECISIONS: &str = "decisions";
+    /// Idempotency key → [`super::CommandRecord`].
+    pub const COMMANDS: &str = "commands";
+    /// Code → [`super::PendingConfirmation`].
+    pub const CONFIRMATIONS: &str = "confirmations";
+    /// Sequence → [`super::OutboxItem`].
+    pub const OUTBOX: &str = "outbox";
+    /// Sequence → [`super::DeliveryLogEntry`].
+    pub const DELIVERY_LOG: &str = "delivery_log";
+    /// Signature → [`super::SignatureHistory`].
+    pub const SIGNATURES: &str = "signatures";
+    /// Platform → [`super::ForgeState`].
+    pub const FORGE_STATE: &str = "forge_state";
+    /// Sequence → [`super::AuditRecord`].
+    pub const AUDIT: &str = "audit";
+    /// Schema version and counters.
+    pub const META: &str = "meta";
+    /// Every tree, for export.
+    pub const ALL: &[&str] = &[
+        EVENTS,
+        HOOK_DELIVERIES,
+        NOTIFICATIONS,
+        DEDUP,
+        THREADS,
+        DECISIONS,
+        COMMANDS,
+        CONFIRMATIONS,
+        OUTBOX,
+        DELIVERY_LOG,
+        SIGNATURES,
+        FORGE_STATE,
+        AUDIT,
+        META,
+    ];
+}
+
+/// Big-endian key for sequence numbers.
+pub fn seq_key(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// Decodes a big-endian sequence key.
+pub fn seq_of(key: &[u8]) -> Option<u64> {
+    key.try_into().ok().map(u64::from_be_bytes)
+}
+
+impl Store {
+    /// Opens (or creates) the memory in `dir`, checking the schema version.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                flusher: OnceLock::new(),
+                audit_tail: Mutex::new(None),
+            }),
+        };
+        let meta = store.tree(trees::META)?;
+        match meta.get("schema_version")? {
+            Some(v) => {
+                let found = seq_of(&v).unwrap_or(0);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+            None => {
+                meta.insert("schema_version", &seq_key(SCHEMA_VERSION))?;
+                store.inner.db.flush()?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// A tree by name.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.inner.db.open_tree(name)?)
+    }
+
+    /// The raw database, for export/import.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Makes everything written so far durable. Concurrent callers share one
+    /// fsync: the first starts a flush, those arriving meanwhile wait for the
+    /// next one, which covers them all.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        let tx = self.inner.flusher.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
+            let db = self.inner.db.clone();
+            tokio::spawn(async move {
+                while let Some(first) = rx.recv().await {
+                    let mut waiters = vec![first];
+                    while let Ok(w) = rx.try_recv() {
+                        waiters.push(w);
+                    }
+                    let res = db
+                        .flush_async()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    for w in waiters {
+                        let _ = w.send(res.clone());
+                    }
+                }
+            });
+            tx
+        });
+        let (done_tx, done_rx) = oneshot::channel();
+        tx.send(done_tx)
+            .map_err(|_| StoreError::Flush("flush task stopped".into()))?;
+        done_rx
+            .await
+            .map_err(|_| StoreError::Flush("flush task stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Synchronous flush, for command-line tools outside the runtime.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Next number of a named counter (1, 2, 3, …), atomically.
+    pub fn next_seq(&self, counter: &str) -> Result<u64, StoreError> {
+        let meta = self.tree(trees::META)?;
+        let key = format!("seq:{counter}");
+        let v = meta.update_and_fetch(key.as_bytes(), |old| {
+            let n = old.and_then(seq_of).unwrap_or(0) + 1;
+            Some(seq_key(n).to_vec())
+        })?;
+        Ok(v.as_deref().and_then(seq_of).unwrap_or(1))
+    }
+
+    /// Reads a JSON record.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.tree(tree)?.get(key)? {
+            Some(bytes) => Ok(Some(decode(tree, key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a JSON record.
+    pub fn put<T: Serialize>(&self, tree: &str, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let bytes = encode(tree, key, value)?;
+        self.tree(tree)?.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Inserts only if the key is absent — the primitive behind "exactly
+    /// once": of two concurrent claims, sled lets exactly one win.
+    pub fn claim<T: Serialize + DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+        value: &T,
+    ) -> Result<Claim<T>, StoreError> {
+        let bytes = encode(tree, key, value)?;
+        match self
+            .tree(tree)?
+            .compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?
+        {
+            Ok(()) => Ok(Claim::Won),
+            Err(cas) => match cas.current {
+                Some(cur) => Ok(Claim::Taken(decode(tree, key, &cur)?)),
+                // Deleted between our read and write; treat as taken by nobody.
+                None => Ok(Claim::Won),
+            },
+        }
+    }
+
+    /// Replaces `expected` with `new` only if the record still equals
+    /// `expected` byte for byte. Used to re-open a failed decision.
+    pub fn replace<T: Serialize>(
+        &self,
+        tree: &str,
+        key: &[u8],
+        expected: &T,
+        new: &T,
+    ) -> Result<bool, StoreError> {
+        let old = encode(tree, key, expected)?;
+        let new = encode(tree, key, new)?;
+        Ok(self
+            .tree(tree)?
+            .compare_and_swap(key, Some(old), Some(new))?
+            .is_ok())
+    }
+
+    /// Read-modify-write of a JSON record; `f` returns `None` to leave it.
+    pub fn update<T, F>(&self, tree: &str, key: &[u8], mut f: F) -> Result<Option<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> Option<T>,
+    {
+        let t = self.tree(tree)?;
+        loop {
+            let current = t.get(key)?;
+            let decoded: Option<T> = match &current {
+                Some(b) => Some(decode(tree, key, b)?),
+                None => None,
+            };
+            let Some(next) = f(decoded) else {
+                return Ok(None);
+            };
+            let bytes = encode(tree, key, &next)?;
+            if t.compare_and_swap(key, current, Some(bytes))?.is_ok() {
+                return Ok(Some(next));
+            }
+        }
+    }
+
+    /// The last `n` records of a sequence-keyed tree, newest first.
+    pub fn latest<T: DeserializeOwned>(&self, tree: &str, n: usize) -> Result<Vec<T>, StoreError> {
+        let t = self.tree(tree)?;
+        let mut out = Vec::new();
+        for item in t.iter().rev().take(n) {
+            let (k, v) = item?;
+            out.push(decode(tree, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Every record of a tree, in key order.
+    pub fn all<T: DeserializeOwned>(&self, tree: &str) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let t = self.tree(tree)?;
+        let mut out = Vec::new();
+        for item in t.iter() {
+            let (k, v) = item?;
+            out.push((k.to_vec(), decode(tree, &k, &v)?));
+        }
+        Ok(out)
+    }
+
+    // ---- typed accessors used across modules ---------------------------------
+
+    /// A notification by number.
+    pub fn notification(&self, id: u64) -> Result<Option<Notification>, StoreError> {
+        self.get(trees::NOTIFICATIONS, &seq_key(id))
+    }
+
+    /// Saves a notification.
+    pub fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        self.put(trees::NOTIFICATIONS, &seq_key(n.id), n)
+    }
+
+    /// The notification a channel thread belongs to.
+    pub fn notification_for_thread(
+        &self,
+        channel: &str,
+        thread: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tree(trees::THREADS)?
+            .get(thread_key(channel, thread))?
+            .and_then(|v| seq_of(&v)))
+    }
+
+    /// Records that a notification was posted in a channel thread.
+    pub fn link_thread(
+        &self,
+        channel: &str,
+        thread: &str,
+        notification: u64,
+    ) -> Result<(), StoreError> {
+        self.tree(trees::THREADS)?
+            .insert(thread_key(channel, thread), &seq_key(notification))?;
+        self.update::<Notification, _>(trees::NOTIFICATIONS, &seq_key(notification), |n| {
+            let mut n = n?;
+            let r = ThreadRef {
+                channel: channel.to_string(),
+                thread: thread.to_string(),
+            };
+            if n.threads.contains(&r) {
+                return None;
+            }
+            n.threads.push(r);
+            Some(n)
+        })?;
+        Ok(())
+    }
+
+    /// A decision on a notification's question.
+    pub fn decision(
+        &self,
+        notification: u64,
+        question: &str,
+    ) -> Result<Option<Decision>, StoreError> {
+        self.get(trees::DECISIONS, &decision_key(notification, question))
+    }
+
+    /// All decisions on a notification.
+    pub fn decisions_for(&self, notification: u64) -> Result<Vec<Decision>, StoreError> {
+        let t = self.tree(trees::DECISIONS)?;
+        let mut out = Vec::new();
+        for item in t.scan_prefix(seq_key(notification)) {
+            let (k, v) = item?;
+            out.push(decode(trees::DECISIONS, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Appends to the hash-chained audit log (see [`audit`]).
+    pub fn audit(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+        audit::append(self, entry)
+    }
+
+    pub(crate) fn audit_tail(&self) -> &Mutex<Option<(u64, String)>> {
+        &self.inner.audit_tail
+    }
+}
+
+/// Key of a decision: notification number, NUL, question.
+pub fn decision_key(notification: u64, question: &str) -> Vec<u8> {
+    let mut k = seq_key(notification).to_vec();
+    k.push(0);
+    k.extend_from_slice(question.as_bytes());
+    k
+}
+
+fn thread_key(channel: &str, thread: &str) -> Vec<u8> {
+    let mut k = channel.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(thread.as_bytes());
+    k
+}
+
+fn encode<T: Serialize>(tree: &str, key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Codec {
+        tree: tree.into(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Codec {
+        tree: tree.into(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_is_exclusive_and_counters_count() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Flush(e.to_string()))?;
+        let s = Store::open(dir.path())?;
+        assert!(matches!(s.claim("t", b"k", &1u32)?, Claim::Won));
+        assert!(matches!(s.claim("t", b"k", &2u32)?, Claim::Taken(1)));
+        assert_eq!(s.next_seq("x")?, 1);
+        assert_eq!(s.next_seq("x")?, 2);
+        assert!(s.replace("t", b"k", &1u32, &3u32)?);
+        assert!(!s.replace("t", b"k", &1u32, &4u32)?);
+        assert_eq!(s.get::<u32>("t", b"k")?, Some(3));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn durable_groups_concurrent_callers() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Flush(e.to_string()))?;
+        let s = Store::open(dir.path())?;
+        let mut handles = Vec::new();
+        for i in 0..50u32 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.put("t", &i.to_be_bytes(), &i)?;
+                s.durable().await
+            }));
+        }
+        for h in handles {
+            h.await.map_err(|e| StoreError::Flush(e.to_string()))??;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! `/api/v1`: events from any system (the AI fixer), commands, and reading
+//! a notification's decisions back.
+
+use super::hooks::{accept, bad_payload};
+use super::{error, AppState};
+use crate::command::{Command, Evidence, Origin};
+use crate::events::{ApiEvent, PayloadError};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The API channel's name; API actors are `[people.identities] api = [...]`.
+pub const CHANNEL: &str = "api";
+
+fn authorized(state: &AppState, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
+    let Some(token) = state.config.api.token.as_ref().filter(|t| !t.is_empty()) else {
+        state.metrics.rejected(endpoint, "disabled");
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "the API is disabled: set QMOI_API__TOKEN",
+        ));
+    };
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token.matches(presented.trim().as_bytes()) {
+        Ok(())
+    } else {
+        state.metrics.rejected(endpoint, "bad_token");
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing bearer token",
+        ))
+    }
+}
+
+/// `POST /api/v1/events`.
+pub async fn post_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers, "events") {
+        return r;
+    }
+    let parsed: ApiEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return bad_payload(&state, "events", PayloadError::Malformed(e.to_string())),
+    };
+    let delivery = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match parsed.into_event() {
+        Ok(event) => accept(&state, event, delivery.as_deref()).await,
+        Err(e) => bad_payload(&state, "events", e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    /// What the person said.
+    text: String,
+    /// API identity of the person (mapped through `[[people]]`).
+    actor: String,
+    /// Stable key for retries of the same request.
+    idempotency_key: Option<String>,
+    /// The notification it answers.
+    notification: Option<u64>,
+    /// Wait for the action's outcome (default) or answer at acknowledgement.
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v1/commands`.
+pub async fn post_command(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers, "commands") {
+        return r;
+    }
+    let b: CommandBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_payload(&state, "commands", PayloadError::Malformed(e.to_string())),
+    };
+    let key = b
+        .idempotency_key
+        .or_else(|| {
+            headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let cmd = Command::new(
+        format!("api:{key}"),
+        Origin {
+            channel: CHANNEL.into(),
+            identity: b.actor,
+            thread: None,
+        },
+        b.text,
+        Evidence {
+            kind: "api-request".into(),
+            reference: key,
+        },
+    )
+    .answering(b.notification);
+    let accepted = state.engine.accept(cmd).await;
+    match (b.wait, accepted.outcome) {
+        (true, Some(rx)) => {
+            let reply = rx.await.unwrap_or(accepted.ack);
+            (StatusCode::OK, Json(json!({ "reply": reply }))).into_response()
+        }
+        (false, Some(_)) => {
+            (StatusCode::ACCEPTED, Json(json!({ "reply": accepted.ack }))).into_response()
+        }
+        (_, None) => (StatusCode::OK, Json(json!({ "reply": accepted.ack }))).into_response(),
+    }
+}
+
+/// `GET /api/v1/notifications/{id}`: the notification and its decisions, so
+/// the fixer learns whether its diff was approved.
+pub async fn get_notification(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    if let Err(r) = authorized(&state, &headers, "notifications") {
+        return r;
+    }
+    match (state.store.notification(id), state.store.decisions_for(id)) {
+        (Ok(Some(n)), Ok(decisions)) => (
+            StatusCode::OK,
+            Json(json!({ "notification": n, "decisions": decisions })),
+        )
+            .into_response(),
+        (Ok(None), _) => error(StatusCode::NOT_FOUND, &format!("no notification #{id}")),
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}

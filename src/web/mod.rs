@@ -1,0 +1,76 @@
+//! The HTTP face: webhooks in, the API, health and metrics.
+//!
+//! Every request that changes anything is authenticated first (GitLab's
+//! shared token, GitHub's HMAC, the API's bearer token) and answered 401
+//! without touching memory when that fails. A malformed body is a 400 naming
+//! the problem; nothing is stored for it. A 200 means the event is durable.
+
+mod api;
+mod hooks;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::intake::Intake;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Effective config (secrets inside [`crate::config::Secret`]).
+    pub config: Arc<Config>,
+    /// The engine.
+    pub engine: Engine,
+    /// Event intake.
+    pub intake: Arc<Intake>,
+    /// Memory.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/gitlab", post(hooks::gitlab))
+        .route("/hooks/github", post(hooks::github))
+        .route("/api/v1/events", post(api::post_event))
+        .route("/api/v1/commands", post(api::post_command))
+        .route("/api/v1/notifications/{id}", get(api::get_notification))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.store.tree(crate::store::trees::META) {
+        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("memory unavailable: {e}"),
+        ),
+    }
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
