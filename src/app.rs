@@ -60,8 +60,11 @@ impl Running {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        for t in self.tasks.drain(..) {
+        for t in &self.tasks {
             t.abort();
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
         }
         self.store
             .durable()

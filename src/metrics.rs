@@ -37,12 +37,9 @@ impl Metrics {
         let commands = Family::<Labels, Counter>::default();
         let notifications = Family::<Labels, Counter>::default();
         let webhooks_rejected = Family::<Labels, Counter>::default();
-        let ack_seconds = Histogram::new(
-            [
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-            ]
-            .into_iter(),
-        );
+        let ack_seconds = Histogram::new([
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+        ]);
         registry.register(
             "events",
             "Events received, by platform and result",

@@ -166,9 +166,12 @@ impl Notifier {
                 .iter()
                 .find(|t| t.channel == channel)
                 .map(|t| t.thread.clone());
-            let (kind, template) = match (update, &existing) {
-                (Some(_), Some(_)) => (MessageKind::Update, "update"),
-                _ => (MessageKind::Notification, "notification"),
+            // An update's thread may not be known yet (the original is still
+            // in the outbox); it is resolved when the update is delivered,
+            // which the outbox does only after the original went out.
+            let (kind, template) = match update {
+                Some(_) => (MessageKind::Update, "update"),
+                None => (MessageKind::Notification, "notification"),
             };
             let body = self.templates.render(&channel, template, &ctx)?;
             let subject = self
@@ -389,6 +392,14 @@ async fn deliver_one(
     mut item: OutboxItem,
 ) -> Result<bool, NotifyError> {
     item.attempts += 1;
+    if item.message.thread.is_none() && item.message.kind != MessageKind::Notification {
+        if let Some(nid) = item.message.notification {
+            item.message.thread = store
+                .notification(nid)?
+                .and_then(|n| n.threads.into_iter().find(|t| t.channel == item.channel))
+                .map(|t| t.thread);
+        }
+    }
     let result = match adapter {
         Some(ch) => ch.deliver(&item.message).await,
         None => Err(DeliveryError::Permanent(format!(

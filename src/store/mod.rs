@@ -180,18 +180,24 @@ impl Store {
     pub async fn durable(&self) -> Result<(), StoreError> {
         let tx = self.inner.flusher.get_or_init(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
-            let db = self.inner.db.clone();
+            // A weak handle: the flush task must not keep the database open
+            // (and its file lock held) once every Store is dropped.
+            let weak = Arc::downgrade(&self.inner);
             tokio::spawn(async move {
                 while let Some(first) = rx.recv().await {
                     let mut waiters = vec![first];
                     while let Ok(w) = rx.try_recv() {
                         waiters.push(w);
                     }
-                    let res = db
-                        .flush_async()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string());
+                    let res = match weak.upgrade() {
+                        Some(inner) => inner
+                            .db
+                            .flush_async()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        None => Err("memory closed".to_string()),
+                    };
                     for w in waiters {
                         let _ = w.send(res.clone());
                     }

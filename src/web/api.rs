@@ -16,10 +16,11 @@ use serde_json::json;
 /// The API channel's name; API actors are `[people.identities] api = [...]`.
 pub const CHANNEL: &str = "api";
 
-fn authorized(state: &AppState, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
+/// The refusal to send, when the bearer token is missing or wrong.
+fn unauthorized(state: &AppState, headers: &HeaderMap, endpoint: &str) -> Option<Response> {
     let Some(token) = state.config.api.token.as_ref().filter(|t| !t.is_empty()) else {
         state.metrics.rejected(endpoint, "disabled");
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "the API is disabled: set QMOI_API__TOKEN",
         ));
@@ -30,14 +31,13 @@ fn authorized(state: &AppState, headers: &HeaderMap, endpoint: &str) -> Result<(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if token.matches(presented.trim().as_bytes()) {
-        Ok(())
-    } else {
-        state.metrics.rejected(endpoint, "bad_token");
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing bearer token",
-        ))
+        return None;
     }
+    state.metrics.rejected(endpoint, "bad_token");
+    Some(error(
+        StatusCode::UNAUTHORIZED,
+        "wrong or missing bearer token",
+    ))
 }
 
 /// `POST /api/v1/events`.
@@ -46,7 +46,7 @@ pub async fn post_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers, "events") {
+    if let Some(r) = unauthorized(&state, &headers, "events") {
         return r;
     }
     let parsed: ApiEvent = match serde_json::from_slice(&body) {
@@ -89,7 +89,7 @@ pub async fn post_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers, "commands") {
+    if let Some(r) = unauthorized(&state, &headers, "commands") {
         return r;
     }
     let b: CommandBody = match serde_json::from_slice(&body) {
@@ -139,7 +139,7 @@ pub async fn get_notification(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers, "notifications") {
+    if let Some(r) = unauthorized(&state, &headers, "notifications") {
         return r;
     }
     match (state.store.notification(id), state.store.decisions_for(id)) {
