@@ -188,3 +188,11 @@ fn export_then_import_round_trips() {
     );
     assert!(ok && err.contains("qmoi-backups/qmoi-"), "{err}");
 }
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/qmoi.example.toml");
+    let (ok, out, err) = qmoi(&["config", "check", "--config", example], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("[[people]]"), "{out}");
+}

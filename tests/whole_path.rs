@@ -141,6 +141,13 @@ async fn approve_fix_once_across_channels_and_restart() {
         .await;
     assert!(out.contains("Succeeded"), "{out}");
     assert_eq!(gl.requests().len(), 2, "no GitLab call after restart");
+    bot.type_line("history #1").await;
+    let out = bot.wait_console("action.succeeded", 1).await;
+    assert!(
+        out.contains("#1    by operator via console: approve: !45 approved and merged"),
+        "{out}"
+    );
+    assert!(out.contains("command.already_decided"), "{out}");
 
     // The audit log recorded it and is intact.
     let verified = qmoi::store::verify_chain(bot.store())
@@ -253,6 +260,16 @@ async fn who_may_ask_and_what_they_are_told() {
             .as_str()
             .unwrap_or_default()
             .contains("Did you mean approve?"),
+        "{r}"
+    );
+
+    let r = bot.command("bob", "ack").await;
+    assert_eq!(r["status"], "rejected");
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Nothing is waiting for `ack`; say `ack #N`"),
         "{r}"
     );
 

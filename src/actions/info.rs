@@ -1,7 +1,7 @@
 //! Read-only commands: help, status, history.
 
 use super::{Action, ActionContext, ActionError, Outcome};
-use crate::store::{trees, CommandRecord, DecisionStatus, Notification};
+use crate::store::{trees, AuditRecord, DecisionStatus, Notification};
 use async_trait::async_trait;
 use std::fmt::Write;
 
@@ -147,40 +147,81 @@ impl Action for Status {
     }
 }
 
-/// `history [#N]`.
+/// `history [#N]`: the newest commands and outcomes, read backwards from
+/// the audit log (sequence-ordered), so the cost is the answer's size, not
+/// the memory's.
 pub struct History;
+
+/// Audit kinds that make up a command's story.
+const HISTORY_KINDS: &[&str] = &[
+    "command.accepted",
+    "command.denied",
+    "command.already_decided",
+    "command.confirmation_requested",
+    "command.confirmed",
+    "action.succeeded",
+    "action.failed",
+    "action.interrupted",
+];
 
 #[async_trait]
 impl Action for History {
     async fn run(&self, ctx: &ActionContext<'_>) -> Result<Outcome, ActionError> {
-        let store = &ctx.services.store;
-        let mut records: Vec<CommandRecord> = store
-            .all::<CommandRecord>(trees::COMMANDS)?
-            .into_iter()
-            .map(|(_, r)| r)
-            .filter(|r| {
-                r.person.is_some() && r.parsed.as_ref().is_some_and(|p| p.name != "history")
-            })
-            .filter(|r| ctx.notification.is_none_or(|n| r.target == Some(n.id)))
-            .collect();
-        records.sort_by_key(|r| std::cmp::Reverse(r.command.received_at));
-        records.truncate(10);
-        if records.is_empty() {
+        let tree = ctx.services.store.tree(trees::AUDIT)?;
+        let subject = ctx.notification.map(|n| format!("#{}", n.id));
+        let mut lines = Vec::new();
+        for item in tree.iter().rev() {
+            let (_, v) = item.map_err(crate::store::StoreError::from)?;
+            let Ok(r) = serde_json::from_slice::<AuditRecord>(&v) else {
+                continue;
+            };
+            if !HISTORY_KINDS.contains(&r.kind.as_str())
+                || subject.as_ref().is_some_and(|s| *s != r.subject)
+            {
+                continue;
+            }
+            // Reading (status, help, history) is not history.
+            let command = r
+                .detail
+                .trim_start_matches('"')
+                .split([' ', ':', '"'])
+                .next()
+                .unwrap_or("");
+            if ctx
+                .services
+                .registry
+                .parse(command)
+                .ok()
+                .and_then(|p| ctx.services.registry.get(&p.name).map(|s| s.read_only))
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            lines.push(format!(
+                "  {} {:<30} {:<5} by {} via {}: {}",
+                r.at.format("%m-%d %H:%M"),
+                r.kind,
+                r.subject,
+                r.actor.as_deref().unwrap_or("?"),
+                r.channel.as_deref().unwrap_or("?"),
+                r.detail
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            ));
+            if lines.len() >= 10 {
+                break;
+            }
+        }
+        if lines.is_empty() {
             return Ok(Outcome::text("No commands yet."));
         }
-        let mut out = String::from("Recent commands (newest first):");
-        for r in records {
-            let _ = write!(
-                out,
-                "\n  {} {} by {} via {}{} — {:?}",
-                r.command.received_at.format("%m-%d %H:%M"),
-                r.parsed.as_ref().map(|p| p.name.as_str()).unwrap_or("?"),
-                r.person.as_deref().unwrap_or("?"),
-                r.command.origin.channel,
-                r.target.map(|t| format!(" on #{t}")).unwrap_or_default(),
-                r.status
-            );
-        }
-        Ok(Outcome::text(out))
+        Ok(Outcome::text(format!(
+            "Recent commands (newest first):\n{}",
+            lines.join("\n")
+        )))
     }
 }

@@ -17,6 +17,9 @@ use tokio::sync::Mutex;
 /// Channel name.
 pub const NAME: &str = "console";
 
+/// How long an outcome may take before the console says it is working.
+const SLOW: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Shared writer for notifications and replies.
 pub type Output = Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
 
@@ -97,9 +100,16 @@ where
         );
         let accepted = engine.accept(cmd).await;
         let reply = match accepted.outcome {
-            Some(rx) => {
-                print(&out, &format!("… {}", accepted.ack.text)).await;
-                rx.await.unwrap_or(accepted.ack)
+            Some(mut rx) => {
+                // Instant answers need no "working on it"; slow ones (a
+                // forge call) get it so the operator knows it was taken.
+                match tokio::time::timeout(SLOW, &mut rx).await {
+                    Ok(r) => r.unwrap_or(accepted.ack),
+                    Err(_) => {
+                        print(&out, &format!("… {}", accepted.ack.text)).await;
+                        rx.await.unwrap_or(accepted.ack)
+                    }
+                }
             }
             None => accepted.ack,
         };

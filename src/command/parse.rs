@@ -324,7 +324,9 @@ fn parse_args(
             (None, Some(d)) => {
                 args.insert(arg.name.clone(), ArgValue::Text(d.clone()));
             }
-            (None, None) if arg.required => {
+            // A notification can also come from where the command was
+            // sent (a thread, a button); target resolution enforces it.
+            (None, None) if arg.required && arg.kind != ArgKind::Notification => {
                 return Err(bad(format!("missing <{}>", arg.name)));
             }
             (None, None) => {}

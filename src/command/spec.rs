@@ -30,6 +30,9 @@ pub struct CommandSpec {
     pub args: Vec<ArgSpec>,
     /// Roles allowed to run it.
     pub roles: Vec<String>,
+    /// Changes nothing (help, status): left out of `history`.
+    #[serde(default)]
+    pub read_only: bool,
     /// Dangerous: the engine asks for a confirmation code first.
     #[serde(default)]
     pub confirm: bool,
@@ -61,7 +64,8 @@ pub struct ArgSpec {
     pub name: String,
     /// How it is parsed.
     pub kind: ArgKind,
-    /// Missing required arguments are an error naming the usage.
+    /// Missing required arguments are an error naming the usage. A required
+    /// `notification` may also come from the thread or button it answers.
     #[serde(default)]
     pub required: bool,
     /// Value used when absent.

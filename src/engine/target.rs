@@ -44,6 +44,10 @@ pub(super) fn resolve(
             return Ok(Ok(load_notification(store, id)?));
         }
     }
+    let required = spec
+        .args
+        .iter()
+        .any(|a| a.kind == crate::command::ArgKind::Notification && a.required);
     if spec.decides.is_none() && spec.answers.is_empty() {
         return Ok(Ok(None));
     }
@@ -69,6 +73,12 @@ pub(super) fn resolve(
             }
         }
         return Ok(Ok(Some(n)));
+    }
+    if required {
+        return Ok(Err(format!(
+            "Which notification? Nothing is waiting for `{}`; say `{} #N` (`status` lists the open ones).",
+            spec.name, spec.name
+        )));
     }
     Ok(Ok(None))
 }

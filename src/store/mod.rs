@@ -67,6 +67,7 @@ struct Inner {
     db: sled::Db,
     flusher: OnceLock<mpsc::UnboundedSender<FlushWaiter>>,
     audit_tail: Mutex<Option<(u64, String)>>,
+    flushes: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the memory; cheap to clone.
@@ -146,6 +147,7 @@ impl Store {
                 db,
                 flusher: OnceLock::new(),
                 audit_tail: Mutex::new(None),
+                flushes: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         let meta = store.tree(trees::META)?;
@@ -190,12 +192,17 @@ impl Store {
                         waiters.push(w);
                     }
                     let res = match weak.upgrade() {
-                        Some(inner) => inner
-                            .db
-                            .flush_async()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
+                        Some(inner) => {
+                            inner
+                                .flushes
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            inner
+                                .db
+                                .flush_async()
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        }
                         None => Err("memory closed".to_string()),
                     };
                     for w in waiters {
@@ -212,6 +219,14 @@ impl Store {
             .await
             .map_err(|_| StoreError::Flush("flush task stopped".into()))?
             .map_err(StoreError::Flush)
+    }
+
+    /// How many grouped flushes [`Store::durable`] has run; with the number
+    /// of callers it shows how well fsyncs are shared.
+    pub fn flush_count(&self) -> u64 {
+        self.inner
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Synchronous flush, for command-line tools outside the runtime.
