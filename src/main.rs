@@ -55,6 +55,21 @@ enum Cmd {
         #[command(subcommand)]
         command: MemoryCmd,
     },
+    /// Debug email replies: what qmoi reads in them.
+    Email {
+        #[command(subcommand)]
+        command: EmailCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmailCmd {
+    /// Plain-text bodies in; JSON lines `{"file","reply"}` out.
+    Trim {
+        /// Files holding plain-text bodies.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +148,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Memory {
             command: MemoryCmd::Import { file },
         } => memory_import(&cli, file),
+        Cmd::Email {
+            command: EmailCmd::Trim { files },
+        } => email_trim(files),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -241,5 +259,30 @@ fn memory_import(cli: &Cli, file: &PathBuf) -> Result<()> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let n = store::import_jsonl(&store, &mut std::io::BufReader::new(f))?;
     println!("imported {n} records");
+    Ok(())
+}
+
+fn email_trim(files: &[PathBuf]) -> Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut failed = 0;
+    for f in files {
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let t = qmoi::channels::email::reply::trim(&text);
+                let line = serde_json::json!({ "file": f.display().to_string(), "reply": t.reply });
+                writeln!(out, "{line}")?;
+            }
+            Err(e) => {
+                eprintln!("qmoi: {}: {e}", f.display());
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} file(s) could not be read");
+    }
     Ok(())
 }

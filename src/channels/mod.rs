@@ -6,3 +6,4 @@
 //! here plus its templates.
 
 pub mod console;
+pub mod email;

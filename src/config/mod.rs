@@ -56,6 +56,106 @@ pub struct Config {
     pub github: GitHubConfig,
     /// The generic HTTP API (`/api/v1/...`).
     pub api: ApiConfig,
+    /// The email channel: notifications over SMTP, replies over IMAP.
+    pub email: EmailConfig,
+}
+
+/// How to reach a mail server.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// TLS from the first byte (SMTPS 465, IMAPS 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (submission 587, IMAP 143).
+    Starttls,
+    /// No encryption: only for a server on loopback.
+    Plain,
+}
+
+/// The email channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// qmoi's mailbox address; replies go to `local+TOKEN@domain`.
+    pub address: String,
+    /// Who receives notifications; empty means every person's email identity.
+    pub recipients: Vec<String>,
+    /// SMTP server host.
+    pub smtp_host: String,
+    /// SMTP port.
+    pub smtp_port: u16,
+    /// SMTP transport security.
+    pub smtp_security: Security,
+    /// SMTP AUTH user (empty: no AUTH).
+    pub smtp_username: String,
+    /// SMTP AUTH password.
+    pub smtp_password: Option<Secret>,
+    /// IMAP server host.
+    pub imap_host: String,
+    /// IMAP port.
+    pub imap_port: u16,
+    /// IMAP transport security.
+    pub imap_security: Security,
+    /// IMAP user.
+    pub imap_username: String,
+    /// IMAP password.
+    pub imap_password: Option<Secret>,
+    /// Mailbox replies arrive in.
+    pub imap_mailbox: String,
+    /// Where handled replies are moved (never deleted).
+    pub processed_folder: String,
+    /// Where refused or ignored mail is moved (never deleted).
+    pub rejected_folder: String,
+    /// Re-issue IDLE at least this often (at most 300 s, RFC 2177 advises 29 min max).
+    pub idle_secs: u64,
+    /// Timeout for every IMAP/SMTP command.
+    pub command_timeout_secs: u64,
+    /// Extra CA certificate (PEM) to trust, for a self-signed server.
+    pub ca_file: Option<PathBuf>,
+    /// HMAC key for reply tokens.
+    pub token_secret: Option<Secret>,
+    /// How long a reply token is valid.
+    pub token_ttl_days: u64,
+    /// `Authentication-Results` authserv-ids whose verdict is trusted.
+    pub trusted_authserv_ids: Vec<String>,
+    /// Host name of qmoi's own MTA: its `Received: … (Authenticated sender: X)`
+    /// line proves the sender logged in (self-hosted servers). Empty: off.
+    pub trusted_mta: String,
+    /// DEVELOPMENT ONLY: accept replies without sender authentication.
+    pub insecure_skip_sender_auth: bool,
+    /// Larger messages are refused unread.
+    pub max_message_bytes: u64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            address: String::new(),
+            recipients: Vec::new(),
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 587,
+            smtp_security: Security::Starttls,
+            smtp_username: String::new(),
+            smtp_password: None,
+            imap_host: "127.0.0.1".into(),
+            imap_port: 993,
+            imap_security: Security::Tls,
+            imap_username: String::new(),
+            imap_password: None,
+            imap_mailbox: "INBOX".into(),
+            processed_folder: "qmoi/processed".into(),
+            rejected_folder: "qmoi/rejected".into(),
+            idle_secs: 300,
+            command_timeout_secs: 30,
+            ca_file: None,
+            token_secret: None,
+            token_ttl_days: 7,
+            trusted_authserv_ids: Vec::new(),
+            trusted_mta: String::new(),
+            insecure_skip_sender_auth: false,
+            max_message_bytes: 2 * 1024 * 1024,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -187,6 +287,7 @@ impl Default for Config {
             },
             github: GitHubConfig::default(),
             api: ApiConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -357,6 +458,12 @@ impl Config {
                     .into(),
             );
         }
+        if self.notify.channels.iter().any(|c| c == "email") {
+            w.extend(self.email.problems());
+            if self.email.insecure_skip_sender_auth {
+                w.push("DANGER: email.insecure_skip_sender_auth is on — anyone who can forge a From header and holds a reply token can run commands. Development only.".into());
+            }
+        }
         for ch in ["email", "slack", "discord"] {
             if !self.notify.channels.iter().any(|c| c == ch) {
                 w.push(format!(
@@ -370,6 +477,44 @@ impl Config {
     /// The effective configuration as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+impl EmailConfig {
+    /// What is missing for the email channel to work, naming the variables.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let unset = |s: &Option<Secret>| s.as_ref().is_none_or(Secret::is_empty);
+        if !self.address.contains('@') {
+            p.push(
+                "email channel is off: set QMOI_EMAIL__ADDRESS (email.address), qmoi's mailbox"
+                    .into(),
+            );
+        }
+        if unset(&self.token_secret) {
+            p.push("email channel is off: set QMOI_EMAIL__TOKEN_SECRET (email.token_secret) to sign reply tokens".into());
+        }
+        if !self.imap_username.is_empty() && unset(&self.imap_password) {
+            p.push(
+                "email replies are not read: set QMOI_EMAIL__IMAP_PASSWORD (email.imap_password)"
+                    .into(),
+            );
+        }
+        if !self.smtp_username.is_empty() && unset(&self.smtp_password) {
+            p.push("email cannot be sent with AUTH: set QMOI_EMAIL__SMTP_PASSWORD (email.smtp_password)".into());
+        }
+        if self.trusted_authserv_ids.is_empty()
+            && self.trusted_mta.is_empty()
+            && !self.insecure_skip_sender_auth
+        {
+            p.push("email replies will all be refused: set email.trusted_authserv_ids (QMOI_EMAIL__TRUSTED_AUTHSERV_IDS) or email.trusted_mta (QMOI_EMAIL__TRUSTED_MTA) so qmoi can tell a real sender from a forged one".into());
+        }
+        p
+    }
+
+    /// Whether enough is configured to run the channel.
+    pub fn usable(&self) -> bool {
+        self.address.contains('@') && self.token_secret.as_ref().is_some_and(|s| !s.is_empty())
     }
 }
 
