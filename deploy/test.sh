@@ -14,6 +14,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+# The email tests run a private Postfix + Dovecot (deploy/mail/devmail.sh).
+bash deploy/mail/devmail.sh install
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "test.sh: cargo is missing; install Rust (rustup) first" >&2
   exit 1

@@ -7,6 +7,7 @@
 
 use crate::actions::{ActionRegistry, Services};
 use crate::channels::console::{self, ConsoleChannel, Output};
+use crate::channels::email;
 use crate::command::Registry;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -102,6 +103,16 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
         }
     }
 
+    let email_tokens =
+        if config.notify.channels.iter().any(|c| c == email::NAME) && config.email.usable() {
+            Some(
+                email::register(&config, &store, &notifier, templates.clone())
+                    .context("configuring the email channel")?,
+            )
+        } else {
+            None
+        };
+
     let forges =
         Arc::new(Forges::new(store.clone(), &config.gitlab).context("configuring GitLab")?);
     let services = Arc::new(Services {
@@ -175,6 +186,18 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
         }
     });
 
+    if let Some(tokens) = email_tokens {
+        if let Some(t) = email::listen(
+            &config,
+            engine.clone(),
+            notifier.clone(),
+            tokens,
+            store.clone(),
+            registry.clone(),
+        ) {
+            tasks.push(t);
+        }
+    }
     if let Some(io) = console_listener {
         tasks.push(tokio::spawn(console::listen(
             engine.clone(),

@@ -70,6 +70,12 @@ enum EmailCmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// A whole message (.eml) in; JSON out: sender, token, thread, reply
+    /// text, the command, or why it would be refused.
+    Parse {
+        /// The message file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +157,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Email {
             command: EmailCmd::Trim { files },
         } => email_trim(files),
+        Cmd::Email {
+            command: EmailCmd::Parse { file },
+        } => email_parse(&cli, file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -284,5 +293,27 @@ fn email_trim(files: &[PathBuf]) -> Result<()> {
     if failed > 0 {
         bail!("{failed} file(s) could not be read");
     }
+    Ok(())
+}
+
+fn email_parse(cli: &Cli, file: &PathBuf) -> Result<()> {
+    let config = load_config(cli, None)?;
+    let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (registry, _) =
+        qmoi::command::Registry::load(&config.paths.commands).context("command definitions")?;
+    let examined = qmoi::channels::email::inbound::examine(&raw, &config.email, &registry);
+    let m = examined.mail.as_ref();
+    let out = serde_json::json!({
+        "file": file.display().to_string(),
+        "from": m.map(|m| m.from.clone()),
+        "message_id": m.map(|m| m.message_id.clone()),
+        "in_reply_to": m.map(|m| m.in_reply_to.clone()),
+        "references": m.map(|m| m.references.clone()),
+        "token": examined.token,
+        "reply": examined.reply,
+        "command": examined.command,
+        "refused": examined.refused,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

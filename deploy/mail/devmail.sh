@@ -5,10 +5,14 @@
 #
 #   devmail.sh install                 install the Debian packages if missing
 #   devmail.sh start DIR BASE_PORT USER:PASS...
-#        SMTP 127.0.0.1:BASE+25, submission (STARTTLS+AUTH) BASE+587,
+#        SMTP 127.0.0.1:BASE+25, "filtered" SMTP BASE+26 (see below),
+#        submission (STARTTLS+AUTH) BASE+587,
 #        submissions (TLS+AUTH) BASE+465, IMAP BASE+143, IMAPS BASE+993.
 #        Domain qmoi.test; plus-addressing (user+tag@) delivers to user.
-#        Writes DIR/env (ports, CA file) and DIR/tls/cert.pem (trust it).
+#        Writes DIR/env (ports, CA file); clients trust DIR/tls/ca.pem.
+#        BASE+26 stands in for an upstream DKIM/DMARC filter: it prepends
+#        "Authentication-Results: mx.qmoi.test; dmarc=VERDICT" for envelope
+#        senders listed in DEVMAIL_VERDICTS ("addr=pass addr2=fail ...").
 #   devmail.sh stop DIR
 set -euo pipefail
 
@@ -38,7 +42,7 @@ backdate() { touch -d '-5 seconds' "$@"; }
 
 start() {
   local dir=$1 base=$2; shift 2
-  local smtp=$((base + 25)) sub=$((base + 587)) subs=$((base + 465)) imap=$((base + 143)) imaps=$((base + 993))
+  local smtp=$((base + 25)) filtered=$((base + 26)) sub=$((base + 587)) subs=$((base + 465)) imap=$((base + 143)) imaps=$((base + 993))
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   chmod 0755 "$dir"
@@ -48,10 +52,17 @@ start() {
   install -d -o "$VMAIL_UID" -g "$VMAIL_UID" -m 0755 "$dir/mail"
 
   if [ ! -s "$dir/tls/cert.pem" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=127.0.0.1" \
-      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:mail.$DOMAIN" \
-      -keyout "$dir/tls/key.pem" -out "$dir/tls/cert.pem" 2>/dev/null
-    chmod 0644 "$dir/tls/cert.pem"; chmod 0600 "$dir/tls/key.pem"
+    # A throwaway CA (trust ca.pem) and a server certificate it signed:
+    # TLS clients refuse a CA certificate used as a server's own.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=devmail test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+      -keyout "$dir/tls/ca.key" -out "$dir/tls/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=mail.$DOMAIN" \
+      -keyout "$dir/tls/key.pem" -out "$dir/tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:mail.%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$DOMAIN" > "$dir/tls/ext.cnf"
+    openssl x509 -req -in "$dir/tls/server.csr" -CA "$dir/tls/ca.pem" -CAkey "$dir/tls/ca.key" -CAcreateserial \
+      -days 30 -extfile "$dir/tls/ext.cnf" -out "$dir/tls/cert.pem" 2>/dev/null
+    chmod 0644 "$dir/tls/cert.pem" "$dir/tls/ca.pem"; chmod 0600 "$dir/tls/key.pem" "$dir/tls/ca.key"
   fi
 
   : > "$dir/etc/dovecot/users"; : > "$dir/etc/postfix/vmailbox"
@@ -61,6 +72,11 @@ start() {
     echo "$user@$DOMAIN OK" >> "$dir/etc/postfix/vmailbox"
   done
   chmod 0644 "$dir/etc/dovecot/users"
+  : > "$dir/etc/postfix/verdicts"
+  for v in ${DEVMAIL_VERDICTS:-}; do
+    local addr=${v%%=*} verdict=${v#*=}
+    echo "$addr PREPEND Authentication-Results: mx.$DOMAIN; dmarc=$verdict header.from=${addr#*@}" >> "$dir/etc/postfix/verdicts"
+  done
 
   cat > "$dir/etc/dovecot/dovecot.conf" <<CONF
 base_dir = $dir/dovecot/run
@@ -162,6 +178,9 @@ CONF
 
   cat > "$dir/etc/postfix/master.cf" <<CONF
 127.0.0.1:$smtp inet n - n - - smtpd
+127.0.0.1:$filtered inet n - n - - smtpd
+  -o syslog_name=postfix/filtered
+  -o smtpd_sender_restrictions=check_sender_access,texthash:$dir/etc/postfix/verdicts
 127.0.0.1:$sub inet n - n - - smtpd
   -o syslog_name=postfix/submission
   -o smtpd_sasl_auth_enable=yes
@@ -201,7 +220,7 @@ CONF
   postfix -c "$dir/etc/postfix" start </dev/null >"$dir/log/postfix.start" 2>&1 || {
     cat "$dir/log/postfix.start" "$dir/log/postfix.log" >&2 2>/dev/null; return 1; }
 
-  for port in $smtp $sub $subs $imap $imaps; do
+  for port in $smtp $filtered $sub $subs $imap $imaps; do
     local ok=0
     for _ in $(seq 1 100); do
       if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then ok=1; break; fi
@@ -216,11 +235,12 @@ CONF
   cat > "$dir/env" <<ENV
 DEVMAIL_DOMAIN=$DOMAIN
 DEVMAIL_SMTP_PORT=$smtp
+DEVMAIL_FILTERED_PORT=$filtered
 DEVMAIL_SUBMISSION_PORT=$sub
 DEVMAIL_SUBMISSIONS_PORT=$subs
 DEVMAIL_IMAP_PORT=$imap
 DEVMAIL_IMAPS_PORT=$imaps
-DEVMAIL_CA_FILE=$dir/tls/cert.pem
+DEVMAIL_CA_FILE=$dir/tls/ca.pem
 ENV
   echo "devmail: up in $dir (smtp $smtp, submission $sub, submissions $subs, imap $imap, imaps $imaps)" >&2
 }

@@ -41,7 +41,7 @@ impl Channel for ConsoleChannel {
         NAME
     }
 
-    async fn deliver(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+    async fn deliver(&self, _id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         let mut out = self.out.lock().await;
         let text = format!("\n{}\n", message.body.trim_end());
         out.write_all(text.as_bytes())

@@ -333,6 +333,7 @@ impl Engine {
                     .unwrap_or_else(|| format!("{}ed", spec.name)),
                 by: person.name.clone(),
                 via: origin.channel.clone(),
+                via_identity: Some(origin.identity.clone()),
                 at: Utc::now(),
                 status: DecisionStatus::Running,
                 outcome: None,

@@ -58,8 +58,10 @@ pub enum DeliveryError {
 pub trait Channel: Send + Sync {
     /// Channel name as used in config and thread references.
     fn name(&self) -> &str;
-    /// Delivers one message.
-    async fn deliver(&self, message: &Outgoing) -> Result<Delivered, DeliveryError>;
+    /// Delivers one message. `id` is stable across retries of the same
+    /// outbox item, so an adapter that sends in parts (one email per
+    /// recipient) can skip the parts that already went out.
+    async fn deliver(&self, id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError>;
     /// Whether posted messages can be edited (Slack, Discord): such channels
     /// get an update replacing the buttons once a question is decided.
     fn edits_messages(&self) -> bool {
@@ -257,6 +259,7 @@ impl Notifier {
             "past_tense": d.past_tense,
             "by": d.by,
             "via": d.via,
+            "via_identity": d.via_identity,
             "at": d.at.format("%Y-%m-%d %H:%M UTC").to_string(),
             "ok": report.ok,
             "outcome": d.outcome.clone().unwrap_or_default(),
@@ -294,6 +297,17 @@ impl Notifier {
             queued += 1;
         }
         Ok(queued)
+    }
+
+    /// Queues a direct answer to one person on one channel (the reply to
+    /// their command); the caller makes it durable and kicks the worker.
+    pub fn queue_direct(&self, channel: &str, message: Outgoing) -> Result<u64, NotifyError> {
+        self.enqueue(channel, message)
+    }
+
+    /// The templates, for adapters that render extra parts (HTML email).
+    pub fn templates(&self) -> &Templates {
+        &self.templates
     }
 
     fn enqueue(&self, channel: &str, message: Outgoing) -> Result<u64, NotifyError> {
@@ -401,7 +415,7 @@ async fn deliver_one(
         }
     }
     let result = match adapter {
-        Some(ch) => ch.deliver(&item.message).await,
+        Some(ch) => ch.deliver(item.id, &item.message).await,
         None => Err(DeliveryError::Permanent(format!(
             "channel '{}' is not running",
             item.channel

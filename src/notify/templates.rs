@@ -111,6 +111,24 @@ impl Templates {
         })
     }
 
+    /// Renders `templates/<channel>/<file>` (falling back to `default/`), for
+    /// extra parts such as an HTML alternative; `None` when neither exists.
+    pub fn render_file(
+        &self,
+        channel: &str,
+        file: &str,
+        ctx: &serde_json::Value,
+    ) -> Option<Result<String, TemplateError>> {
+        let name = [format!("{channel}/{file}"), format!("default/{file}")]
+            .into_iter()
+            .find(|n| self.env.get_template(n).is_ok())?;
+        let tmpl = self.env.get_template(&name).ok()?;
+        Some(tmpl.render(ctx).map_err(|e| TemplateError::Template {
+            name,
+            reason: e.to_string(),
+        }))
+    }
+
     /// Renders a one-off template string (command reply lines).
     pub fn render_str(
         &self,

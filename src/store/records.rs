@@ -99,6 +99,9 @@ pub struct Decision {
     pub by: String,
     /// Through which channel.
     pub via: String,
+    /// The identity on that channel (they already got a direct answer).
+    #[serde(default)]
+    pub via_identity: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
     /// Action state.
@@ -175,6 +178,8 @@ pub enum MessageKind {
     Update,
     /// The outcome of a decision, posted in the notification's thread.
     Report,
+    /// A direct answer to one person's command.
+    Reply,
 }
 
 /// An answer a reader can give: a button on Slack/Discord, a word in email.

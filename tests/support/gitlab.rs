@@ -25,6 +25,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: String,
+    /// When the request arrived (for latency measurements).
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Recorded {
@@ -146,6 +148,7 @@ async fn handle(
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: chrono::Utc::now(),
     };
     let fault = {
         let mut inner = s.inner.lock().expect("lock");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod gitlab;
+pub mod mail;
 
 use qmoi::app::{self, ConsoleIo, Running};
 use qmoi::config::{Config, PersonConfig, Secret};
@@ -101,6 +102,13 @@ pub struct TestBot {
 
 impl TestBot {
     pub async fn start(config: Config) -> TestBot {
+        // `QMOI_LOG=debug cargo test … -- --nocapture` shows qmoi's logs.
+        if let Ok(filter) = std::env::var("QMOI_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let (client, server) = tokio::io::duplex(64 * 1024);
         let out = SharedBuf::default();
         let io = ConsoleIo {

@@ -45,6 +45,8 @@ impl Kind {
 }
 
 /// "On <date>, <someone> wrote:" and its relatives, one per language.
+/// Word boundaries are ASCII (`(?-u:\b)`): a Unicode `\b` makes the DFAs
+/// give up on non-ASCII text and fall back to a far slower engine.
 const EMBEDDED: &[&str] = &[
     // English, also "At 6/16/2016 08:32 PM, you wrote:"
     r"(?i)^[\s<>-]*(on|at)\s.+\s(wrote|writes|says|said)[\s.:>-]*$",
@@ -75,12 +77,12 @@ const EMBEDDED: &[&str] = &[
     r"\d{4}.{1,80}\s?<\s*[^@<>\s]+@[^@<>.\s]+\.[^@<>\s]+>:?$",
     r"^[\s>]*20\d\d-\d\d-\d\d \d\d?:\d\d GMT[+-]\d\d:\d\d [\w\s]+$",
     // "Someone <x@y> wrote on <date>:" / German
-    r"(?i)^.+\bwrote\b\s+\bon\b.+:$",
-    r"(?i)^.+\bschrieb\b\s+\bam\b.+:$",
+    r"(?i)^.+(?-u:\b)wrote(?-u:\b)\s+(?-u:\b)on(?-u:\b).+:$",
+    r"(?i)^.+(?-u:\b)schrieb(?-u:\b)\s+(?-u:\b)am(?-u:\b).+:$",
     // "someone via Discourse Meta wrote:"
     r"(?i)^.+ via .+ (wrote|schrieb):?\s*$",
     // "Some One <info@example.org> wrote:"
-    r"(?i)^.+\b[\w.+-]+@[\w.-]+\.\w{2,}\b.*wrote:?\s*$",
+    r"(?i)^.+(?-u:\b)[\w.+-]+@[\w.-]+\.\w{2,}(?-u:\b).*wrote:?\s*$",
     r"(?i)^[\s>]*posted by .+ on \d{2}/\d{2}/\d{4}$",
     // Forwarded / original message blocks
     r"(?i)^[\s>]*begin forwarded message:",
@@ -118,12 +120,62 @@ const DATE_HEADERS: &str = r"(?i)^[\s*]*(sendt|sent|date|le|gesendet|enviada em|
 /// Header names that carry text (`From: …`, `Betreff: …`).
 const TEXT_HEADERS: &str = r"(?i)^[\s*]*(fra|til|emne|from|to|cc|reply-to|subject|de|expéditeur|à|destinataire|répondre à|objet|von|an|betreff|para|assunto|asunto|da|risposta|a|oggetto|van|beantwoorden - aan|aan|onderwerp|från|till|ämne|发件人|收件人|主题)[\s*]*:.*\w";
 
+/// Every marker pattern contains one of these (ASCII case-insensitive), so
+/// a line without any skips the marker regexes entirely.
+const MARKER_WORDS: &[&str] = &[
+    "wrote",
+    "writes",
+    "says",
+    "said",
+    "schrieb",
+    "geschrieben",
+    "schreef",
+    "geschreven",
+    "écrit",
+    "a dit",
+    "scritto",
+    "napisa",
+    "escreveu",
+    "escribi",
+    "写道",
+    "skrev",
+    "написал",
+    "пише",
+    "@",
+    "gmt",
+    "posted by",
+    "forwarded",
+    "original",
+    "reply message",
+    "transféré",
+    "nachricht",
+    "mensaje",
+    "原始邮件",
+    "reply above this line",
+];
+/// Likewise for mobile and app footers.
+const SIGNATURE_WORDS: &[&str] = &[
+    "sent ",
+    "from ",
+    "envoyé",
+    "von meinem",
+    "diese nachricht",
+    "inviato",
+    "sendt",
+    "enviado",
+    "verzonden",
+    "verstuurd",
+    "från",
+    "從我的",
+    "outlook",
+];
+
 struct Patterns {
+    marker_words: aho_corasick::AhoCorasick,
+    signature_words: aho_corasick::AhoCorasick,
     embedded: RegexSet,
     signatures: RegexSet,
     headers: RegexSet,
-    /// "On … wrote:" markers that a client wrapped over several lines.
-    wrapped: Vec<Regex>,
     md_link: Regex,
     rules: Rules,
 }
@@ -138,27 +190,27 @@ struct Rules {
 }
 
 static PATTERNS: LazyLock<Option<Patterns>> = LazyLock::new(|| {
-    // Bounded spans keep a stray "On" from swallowing a paragraph.
-    let wrapped = [
-        r"(?im)^[ \t<>-]*(?:on|at) [^\n]{1,200}?(?s:.{0,120}?)\b(?:wrote|writes|says|said)[ \t.:>-]*$",
-        r"(?im)^[ \t<>-]*am [^\n]{1,200}?(?s:.{0,120}?)\b(?:geschrieben|schrieb[^:\n]*)[ \t.:>-]*$",
-        r"(?im)^[ \t<>-]*le [^\n]{1,200}?(?s:.{0,120}?)\b(?:nous\sa\sdit|a\s+écrit)[ \t.:>-]*$",
-        r"(?im)^[ \t<>-]*op [^\n]{1,200}?(?s:.{0,120}?)\b(?:het\svolgende\sgeschreven|schreef[^:]{0,200}:)[ \t.:>-]*$",
-        r"(?im)^[ \t<>-]*el [^\n]{1,200}?(?s:.{0,120}?)escribió[ \t.:>-]*$",
-        r"(?im)^[ \t<>-]*em [^\n]{1,200}?(?s:.{0,120}?)escreveu[ \t.:>-]*$",
-        r"(?im)^[^\n]{0,80}\b(?:wrote|schrieb)\s+(?:on|am)\b(?s:.{1,160}?):[ \t]*$",
-        r"(?m)^[^\n]*\d{4}[^\n]{1,80}<\s*\n?[^@<>\s]+@[^@<>\s]+>:?[ \t]*$",
-        r"(?m)^[^\n]*\d{4}[^\n]{1,80}\n?[^\n]{0,80}?(?:написал|пише|napisał\(a\)):",
-    ];
+    // A roomy lazy-DFA cache: with the default, these Unicode-heavy sets
+    // keep evicting states and fall back to the slow NFA simulation.
+    let set = |p: &[&str]| {
+        regex::RegexSetBuilder::new(p)
+            .dfa_size_limit(64 << 20)
+            .size_limit(64 << 20)
+            .build()
+            .ok()
+    };
+    let words = |w: &[&str]| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(w)
+            .ok()
+    };
     Some(Patterns {
-        embedded: RegexSet::new(EMBEDDED).ok()?,
-        signatures: RegexSet::new(SIGNATURES).ok()?,
-        headers: RegexSet::new([DATE_HEADERS, TEXT_HEADERS]).ok()?,
-        wrapped: wrapped
-            .iter()
-            .map(|r| Regex::new(r))
-            .collect::<Result<_, _>>()
-            .ok()?,
+        marker_words: words(MARKER_WORDS)?,
+        signature_words: words(SIGNATURE_WORDS)?,
+        embedded: set(EMBEDDED)?,
+        signatures: set(SIGNATURES)?,
+        headers: set(&[DATE_HEADERS, TEXT_HEADERS])?,
         md_link: Regex::new(r"\[([^\]]+)\]\([^)]+\)").ok()?,
         rules: Rules {
             reply_at_end: Regex::new(r"^b+e*q+[eq]*t[te]*$").ok()?,
@@ -169,6 +221,26 @@ static PATTERNS: LazyLock<Option<Patterns>> = LazyLock::new(|| {
         },
     })
 });
+
+impl Patterns {
+    /// A marker of an embedded message ("On … wrote:", forwarded headers).
+    fn is_marker(&self, line: &str) -> bool {
+        self.marker_words.is_match(line) && self.embedded.is_match(line)
+    }
+
+    /// A mobile or app footer ("Sent from my iPhone").
+    fn is_signature(&self, line: &str) -> bool {
+        if line.len() > 200 || !self.signature_words.is_match(line) {
+            return false;
+        }
+        if line.contains("](") {
+            return self
+                .signatures
+                .is_match(&self.md_link.replace_all(line, "$1"));
+        }
+        self.signatures.is_match(line)
+    }
+}
 
 fn is_delimiter(line: &str) -> bool {
     let t = line.trim();
@@ -183,15 +255,10 @@ fn classify(p: &Patterns, line: &str) -> Kind {
     if is_delimiter(line) {
         return Kind::Delimiter;
     }
-    let unlinked = if line.contains("](") {
-        p.md_link.replace_all(line, "$1").into_owned()
-    } else {
-        line.to_string()
-    };
-    if p.signatures.is_match(&unlinked) {
+    if p.is_signature(line) {
         return Kind::Signature;
     }
-    if p.embedded.is_match(line) {
+    if p.is_marker(line) {
         return Kind::Embedded;
     }
     if t.contains(':') && p.headers.is_match(line) {
@@ -204,47 +271,74 @@ fn classify(p: &Patterns, line: &str) -> Kind {
 }
 
 fn starts_with_opener(line: &str) -> bool {
-    let t = line
-        .trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '-')
-        .to_lowercase();
+    let t = line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '-');
+    let lower: String = t.chars().take(8).collect::<String>().to_lowercase();
     [
         "on ", "at ", "am ", "le ", "op ", "el ", "em ", "il ", "dnia ",
     ]
     .iter()
-    .any(|o| t.starts_with(o))
+    .any(|o| lower.starts_with(o))
 }
 
-/// Joins "On …\n… wrote:" markers that a client wrapped over lines, so
-/// each becomes one recognisable line.
-fn join_wrapped_markers(p: &Patterns, text: &str) -> String {
-    let mut out = text.to_string();
-    for r in &p.wrapped {
-        if !r.is_match(&out) {
-            continue;
-        }
-        out = r
-            .replace_all(&out, |c: &regex::Captures<'_>| {
-                let m = &c[0];
-                // A span that crosses another opener ("On this day…") or
-                // a line of prose is two things, not one marker.
-                let crosses = m
-                    .split('\n')
-                    .skip(1)
-                    .any(|l| starts_with_opener(l) || l.split_whitespace().count() > 8);
-                if !m.contains('\n') || crosses {
-                    return m.to_string();
+/// Longest wrapped marker we rebuild: a line plus this many more.
+const MAX_WRAP: usize = 4;
+
+fn strip_quote_prefix(l: &str) -> &str {
+    l.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '-')
+        .trim_end()
+}
+
+/// Joins "On …\n… wrote:" markers that a client wrapped over lines, so each
+/// becomes one recognisable line. Only a line ending with `:` that is not a
+/// marker by itself triggers a look back, and the closest start that makes
+/// a marker wins, so the text before a marker is never swallowed.
+fn join_wrapped_markers(p: &Patterns, lines: Vec<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    // `out` index where each input line landed; joins never reach before `floor`.
+    let mut floor = 0;
+    for (e, line) in lines.iter().enumerate() {
+        let t = line.trim_end();
+        if e > floor && t.ends_with(':') && !p.is_marker(line) {
+            let lowest = e.saturating_sub(MAX_WRAP).max(floor);
+            // A start that reads like a marker ("On …", "Am …") beats the
+            // closest start that merely matches.
+            let mut closest = None;
+            let mut opener = None;
+            for s in (lowest..e).rev() {
+                let inner = &lines[s + 1..e];
+                if inner.iter().any(|l| {
+                    starts_with_opener(l) || p.is_marker(l) || l.split_whitespace().count() > 10
+                }) {
+                    break;
                 }
-                m.split('\n')
-                    .map(|l| {
-                        l.trim_start_matches(|ch: char| {
-                            ch.is_whitespace() || ch == '>' || ch == '-'
-                        })
-                    })
+                if lines[s].trim().is_empty() {
+                    continue;
+                }
+                let joined = lines[s..=e]
+                    .iter()
+                    .map(|l| strip_quote_prefix(l))
                     .filter(|l| !l.is_empty())
                     .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .into_owned();
+                    .join(" ");
+                if joined.len() <= 400 && p.is_marker(&joined) {
+                    if starts_with_opener(lines[s]) {
+                        opener = Some((s, joined));
+                        break;
+                    }
+                    if closest.is_none() {
+                        closest = Some((s, joined));
+                    }
+                }
+            }
+            let joined_from = opener.or(closest);
+            if let Some((s, joined)) = joined_from {
+                out.truncate(out.len() - (e - s));
+                out.push(joined);
+                floor = e + 1;
+                continue;
+            }
+        }
+        out.push(line.to_string());
     }
     out
 }
@@ -270,8 +364,8 @@ pub fn trim(text: &str) -> Trimmed {
         return Trimmed::default();
     }
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    let joined = join_wrapped_markers(p, &normalized);
-    let all: Vec<&str> = joined.split('\n').collect();
+    let joined = join_wrapped_markers(p, normalized.split('\n').collect());
+    let all: Vec<&str> = joined.iter().map(String::as_str).collect();
 
     let mut classes: Vec<u8> = Vec::with_capacity(all.len());
     let mut in_code = false;

@@ -1,7 +1,7 @@
 //! Reply tokens: the `TOKEN` in `bot+TOKEN@example.com`.
 //!
 //! A token is 8 random bytes (its ID) and a 10-byte HMAC-SHA256 tag over the
-//! ID, the notification, the recipient and the expiry, encoded in base32
+//! ID, encoded in base32
 //! (lowercase, no padding: survives mail systems that change case). The
 //! binding itself — notification, recipient, allowed answers, expiry, which
 //! questions it already decided — is kept in sled under the ID. A forged or
@@ -76,15 +76,15 @@ impl Tokens {
         }
     }
 
-    fn tag(&self, id: &[u8], rec: &TokenRecord) -> Vec<u8> {
+    /// The tag proves qmoi issued this ID; what the ID is bound to lives in
+    /// qmoi's memory, where no sender can change it.
+    fn tag(&self, id: &[u8]) -> Vec<u8> {
         let mut mac = match Hmac::<Sha256>::new_from_slice(self.secret.expose().as_bytes()) {
             Ok(m) => m,
             Err(_) => return vec![0; TAG_LEN],
         };
+        mac.update(b"qmoi reply token v1\0");
         mac.update(id);
-        mac.update(&rec.notification.to_be_bytes());
-        mac.update(rec.recipient.as_bytes());
-        mac.update(&rec.expires_at.timestamp().to_be_bytes());
         mac.finalize().into_bytes()[..TAG_LEN].to_vec()
     }
 
@@ -117,7 +117,7 @@ impl Tokens {
             used_for: Vec::new(),
         };
         let mut raw = id.to_vec();
-        raw.extend(self.tag(&id, &rec));
+        raw.extend(self.tag(&id));
         self.store.put(TREE, &id, &rec)?;
         Ok(BASE32_NOPAD.encode(&raw).to_lowercase())
     }
@@ -136,10 +136,7 @@ impl Tokens {
         }
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&raw[..ID_LEN]);
-        let Some(rec) = self.store.get::<TokenRecord>(TREE, &id)? else {
-            return Ok(Err(TokenError::Unknown));
-        };
-        let expected = self.tag(&id, &rec);
+        let expected = self.tag(&id);
         let presented = &raw[ID_LEN..];
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
             expected.as_slice(),
@@ -147,6 +144,9 @@ impl Tokens {
         )) {
             return Ok(Err(TokenError::Invalid));
         }
+        let Some(rec) = self.store.get::<TokenRecord>(TREE, &id)? else {
+            return Ok(Err(TokenError::Unknown));
+        };
         if rec.expires_at < Utc::now() {
             return Ok(Err(TokenError::Expired(
                 rec.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
