@@ -7,7 +7,7 @@
 
 use crate::actions::{ActionRegistry, Services};
 use crate::channels::console::{self, ConsoleChannel, Output};
-use crate::channels::email;
+use crate::channels::{email, slack};
 use crate::command::Registry;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -113,6 +113,12 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
             None
         };
 
+    let slack_on = config.notify.channels.iter().any(|c| c == slack::NAME) && config.slack.usable();
+    if slack_on {
+        slack::register(&config, &notifier, templates.clone())
+            .context("configuring the Slack channel")?;
+    }
+
     let forges =
         Arc::new(Forges::new(store.clone(), &config.gitlab).context("configuring GitLab")?);
     let services = Arc::new(Services {
@@ -157,6 +163,14 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
         tokio::spawn(notifier.clone().run()),
     ];
 
+    let mut slack_routes = None;
+    if slack_on {
+        let (routes, task) =
+            slack::listen(&config, engine.clone(), notifier.clone(), store.clone());
+        slack_routes = routes;
+        tasks.extend(task);
+    }
+
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| {
@@ -175,7 +189,10 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let app = web::router(state);
+        let mut app = web::router(state);
+        if let Some(routes) = slack_routes {
+            app = app.merge(routes);
+        }
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stop_rx.await;

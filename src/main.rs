@@ -55,11 +55,22 @@ enum Cmd {
         #[command(subcommand)]
         command: MemoryCmd,
     },
+    /// Slack helpers.
+    Slack {
+        #[command(subcommand)]
+        command: SlackCmd,
+    },
     /// Debug email replies: what qmoi reads in them.
     Email {
         #[command(subcommand)]
         command: EmailCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum SlackCmd {
+    /// Print an app manifest to paste into Slack ("Create an app → From a manifest").
+    Manifest,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +171,15 @@ fn main() -> std::process::ExitCode {
         Cmd::Email {
             command: EmailCmd::Parse { file },
         } => email_parse(&cli, file),
+        Cmd::Slack {
+            command: SlackCmd::Manifest,
+        } => load_config(&cli, None).and_then(|c| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&qmoi::channels::slack::manifest::manifest(&c.slack))?
+            );
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

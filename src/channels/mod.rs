@@ -7,3 +7,4 @@
 
 pub mod console;
 pub mod email;
+pub mod slack;

@@ -58,6 +58,91 @@ pub struct Config {
     pub api: ApiConfig,
     /// The email channel: notifications over SMTP, replies over IMAP.
     pub email: EmailConfig,
+    /// The Slack channel.
+    pub slack: SlackConfig,
+}
+
+/// How Slack delivers events to qmoi.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SlackMode {
+    /// Slack POSTs to `/slack/commands`, `/slack/interactions`, `/slack/events`
+    /// (needs a public HTTPS URL).
+    Http,
+    /// qmoi opens a WebSocket to Slack (no public URL; needs an app token).
+    Socket,
+}
+
+/// The Slack channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Bot token (`xoxb-…`) for the Web API.
+    pub bot_token: Option<Secret>,
+    /// Signing secret: every HTTP request from Slack is verified with it.
+    pub signing_secret: Option<Secret>,
+    /// App-level token (`xapp-…`) for Socket Mode.
+    pub app_token: Option<Secret>,
+    /// HTTP endpoints or Socket Mode.
+    pub mode: SlackMode,
+    /// Channel ID notifications go to unless a route says otherwise.
+    pub channel: String,
+    /// Event kind (`fix_proposed`, `job_failed`, …) → channel ID.
+    pub routes: BTreeMap<String, String>,
+    /// Web API base URL (tests point it at a local server).
+    pub api_url: String,
+    /// Messages per second per channel (Slack allows about one).
+    pub per_channel_per_sec: u32,
+    /// The slash command name, for the manifest.
+    pub command: String,
+    /// Public base URL of qmoi, for the manifest's request URLs.
+    pub public_url: String,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            bot_token: None,
+            signing_secret: None,
+            app_token: None,
+            mode: SlackMode::Http,
+            channel: String::new(),
+            routes: BTreeMap::new(),
+            api_url: "https://slack.com/api/".into(),
+            per_channel_per_sec: 1,
+            command: "/qmoi".into(),
+            public_url: "https://qmoi.example.com".into(),
+        }
+    }
+}
+
+impl SlackConfig {
+    /// What is missing for the Slack channel, naming the variables.
+    pub fn problems(&self) -> Vec<String> {
+        let unset = |s: &Option<Secret>| s.as_ref().is_none_or(Secret::is_empty);
+        let mut p = Vec::new();
+        if unset(&self.bot_token) {
+            p.push("slack channel is off: set QMOI_SLACK__BOT_TOKEN (slack.bot_token)".into());
+        }
+        if self.channel.is_empty() && self.routes.is_empty() {
+            p.push("slack has nowhere to post: set QMOI_SLACK__CHANNEL (slack.channel) to a channel ID".into());
+        }
+        match self.mode {
+            SlackMode::Http if unset(&self.signing_secret) => p.push(
+                "slack requests are all refused: set QMOI_SLACK__SIGNING_SECRET (slack.signing_secret)".into(),
+            ),
+            SlackMode::Socket if unset(&self.app_token) => p.push(
+                "slack Socket Mode cannot connect: set QMOI_SLACK__APP_TOKEN (slack.app_token)".into(),
+            ),
+            _ => {}
+        }
+        p
+    }
+
+    /// Whether outbound messages can be sent.
+    pub fn usable(&self) -> bool {
+        self.bot_token.as_ref().is_some_and(|t| !t.is_empty())
+    }
 }
 
 /// How to reach a mail server.
@@ -288,6 +373,7 @@ impl Default for Config {
             github: GitHubConfig::default(),
             api: ApiConfig::default(),
             email: EmailConfig::default(),
+            slack: SlackConfig::default(),
         }
     }
 }
@@ -463,6 +549,9 @@ impl Config {
             if self.email.insecure_skip_sender_auth {
                 w.push("DANGER: email.insecure_skip_sender_auth is on — anyone who can forge a From header and holds a reply token can run commands. Development only.".into());
             }
+        }
+        if self.notify.channels.iter().any(|c| c == "slack") {
+            w.extend(self.slack.problems());
         }
         for ch in ["email", "slack", "discord"] {
             if !self.notify.channels.iter().any(|c| c == ch) {

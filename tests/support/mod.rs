@@ -5,6 +5,7 @@
 
 pub mod gitlab;
 pub mod mail;
+pub mod slack;
 
 use qmoi::app::{self, ConsoleIo, Running};
 use qmoi::config::{Config, PersonConfig, Secret};

@@ -1,0 +1,390 @@
+//! Slack in: slash commands, button clicks and Events API messages.
+//!
+//! Both transports — HTTP (`/slack/commands`, `/slack/interactions`,
+//! `/slack/events`, each request's signature verified first) and Socket Mode
+//! — hand the same payloads to [`SlackInbound`], which turns them into
+//! [`Command`]s. Slack wants an answer within 3 seconds, so each handler
+//! returns once the engine has *acknowledged* (durably recorded) the
+//! command; the outcome follows through `response_url` or a thread reply.
+//! Platform retries (`X-Slack-Retry-Num`, a repeated `event_id`, a repeated
+//! `trigger_id`) carry the same idempotency key and are answered, not re-run.
+//!
+//! Interaction and event payloads are read with small structs of our own:
+//! qmoi needs a handful of fields, and a full parse with the crate's types
+//! fails on any Block Kit element it does not know (slack-morphism #360).
+
+use super::outbound::{fix_hash, NAME};
+use super::verify;
+use crate::command::{Command, Evidence, Origin};
+use crate::config::SlackConfig;
+use crate::engine::{Accepted, Engine, Reply};
+use crate::notify::{Notifier, SIGNATURE};
+use crate::store::{CommandStatus, MessageKind, Outgoing, Store};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Turns Slack payloads into commands.
+pub struct SlackInbound {
+    cfg: SlackConfig,
+    engine: Engine,
+    notifier: Arc<Notifier>,
+    store: Store,
+    http: reqwest::Client,
+}
+
+/// A slash command (form fields).
+#[derive(Debug, Deserialize)]
+pub struct SlashCommand {
+    /// Who typed it.
+    pub user_id: String,
+    /// Where.
+    pub channel_id: String,
+    /// What after `/qmoi`.
+    #[serde(default)]
+    pub text: String,
+    /// Where to send the outcome.
+    pub response_url: String,
+    /// Unique per invocation: the idempotency key.
+    pub trigger_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ButtonValue {
+    n: u64,
+    verb: String,
+    #[serde(default)]
+    fix: String,
+}
+
+impl SlackInbound {
+    /// Wires the inbound path.
+    pub fn new(cfg: SlackConfig, engine: Engine, notifier: Arc<Notifier>, store: Store) -> Self {
+        SlackInbound {
+            cfg,
+            engine,
+            notifier,
+            store,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The HTTP routes, each behind signature verification.
+    pub fn routes(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/slack/commands", post(http_command))
+            .route("/slack/interactions", post(http_interaction))
+            .route("/slack/events", post(http_event))
+            .with_state(self)
+    }
+
+    /// A slash command: acknowledged now, outcome to `response_url`.
+    pub async fn command(self: &Arc<Self>, c: SlashCommand) -> Value {
+        let cmd = Command::new(
+            format!("slack:command:{}", c.trigger_id),
+            Origin {
+                channel: NAME.into(),
+                identity: c.user_id.clone(),
+                thread: None,
+            },
+            c.text.clone(),
+            Evidence {
+                kind: "slack-command".into(),
+                reference: c.trigger_id.clone(),
+            },
+        );
+        let accepted = self.engine.accept(cmd).await;
+        let ack = accepted.ack.text.clone();
+        self.follow_up(accepted, Some(c.response_url), None);
+        json!({ "response_type": "ephemeral", "text": ack })
+    }
+
+    /// A button click on a notification.
+    pub async fn interaction(self: &Arc<Self>, payload: &Value) -> Result<(), String> {
+        if payload["type"].as_str() != Some("block_actions") {
+            return Ok(());
+        }
+        let user = payload["user"]["id"]
+            .as_str()
+            .ok_or("interaction without a user")?
+            .to_string();
+        let trigger = payload["trigger_id"]
+            .as_str()
+            .ok_or("interaction without a trigger_id")?
+            .to_string();
+        let action = &payload["actions"][0];
+        let value: ButtonValue = serde_json::from_str(action["value"].as_str().unwrap_or(""))
+            .map_err(|e| format!("button value: {e}"))?;
+        let channel = payload["container"]["channel_id"]
+            .as_str()
+            .or(payload["channel"]["id"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let message_ts = payload["container"]["message_ts"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let response_url = payload["response_url"].as_str().map(str::to_string);
+        let thread = (!channel.is_empty() && !message_ts.is_empty())
+            .then(|| (channel.clone(), message_ts.clone()));
+
+        // The button names the fix it was shown for; a newer fix needs a newer click.
+        if let Ok(Some(n)) = self.store.notification(value.n) {
+            let ctx = crate::notify::notification_context(&n, &[], &[], None);
+            if !value.fix.is_empty() && fix_hash(&ctx) != value.fix {
+                let text = format!("#{} has a newer fix than the one on this button; look at the latest message before answering.", value.n);
+                self.say(thread.clone(), response_url, &text, value.n);
+                return Ok(());
+            }
+        }
+        let cmd = Command::new(
+            format!("slack:action:{trigger}"),
+            // No thread on the origin: the outcome is reported in the
+            // notification's thread, where the whole channel sees it.
+            Origin {
+                channel: NAME.into(),
+                identity: user,
+                thread: None,
+            },
+            format!("{} #{}", value.verb, value.n),
+            Evidence {
+                kind: "slack-interaction".into(),
+                reference: trigger,
+            },
+        )
+        .answering(Some(value.n));
+        let accepted = self.engine.accept(cmd).await;
+        self.follow_up(accepted, response_url, thread);
+        Ok(())
+    }
+
+    /// An Events API callback: `app_mention`, or a message in a qmoi thread.
+    /// Returns the challenge for `url_verification`.
+    pub async fn event(self: &Arc<Self>, payload: &Value) -> Option<String> {
+        match payload["type"].as_str() {
+            Some("url_verification") => return payload["challenge"].as_str().map(str::to_string),
+            Some("event_callback") => {}
+            _ => return None,
+        }
+        let event_id = payload["event_id"].as_str()?.to_string();
+        let ev = &payload["event"];
+        let kind = ev["type"].as_str().unwrap_or("");
+        if ev["bot_id"].is_string() || ev["subtype"].is_string() {
+            return None; // our own posts and edits
+        }
+        let user = ev["user"].as_str()?.to_string();
+        let channel = ev["channel"].as_str()?.to_string();
+        let thread_ts = ev["thread_ts"].as_str().map(str::to_string);
+        let ts = ev["ts"].as_str().unwrap_or("").to_string();
+        let thread_ref = thread_ts.as_ref().map(|t| format!("{channel}:{t}"));
+        let in_qmoi_thread = thread_ref
+            .as_ref()
+            .and_then(|t| self.store.notification_for_thread(NAME, t).ok().flatten());
+        if kind == "message" && in_qmoi_thread.is_none() {
+            return None; // chatter that is not an answer to qmoi
+        }
+        if kind != "message" && kind != "app_mention" {
+            return None;
+        }
+        let text = ev["text"].as_str().unwrap_or("").to_string();
+        let cmd = Command::new(
+            format!("slack:event:{event_id}"),
+            Origin {
+                channel: NAME.into(),
+                identity: user,
+                thread: None,
+            },
+            text,
+            Evidence {
+                kind: "slack-event".into(),
+                reference: event_id,
+            },
+        )
+        .answering(in_qmoi_thread);
+        let accepted = self.engine.accept(cmd).await;
+        let reply_thread = Some((channel, thread_ts.unwrap_or(ts)));
+        self.follow_up(accepted, None, reply_thread);
+        None
+    }
+
+    /// After the ack: deliver the outcome (never for a duplicate delivery).
+    fn follow_up(
+        self: &Arc<Self>,
+        accepted: Accepted,
+        response_url: Option<String>,
+        thread: Option<(String, String)>,
+    ) {
+        if accepted.ack.duplicate {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let reply = match accepted.outcome {
+                Some(rx) => rx.await.unwrap_or(accepted.ack),
+                None => accepted.ack,
+            };
+            this.deliver_reply(&reply, response_url, thread).await;
+        });
+    }
+
+    async fn deliver_reply(
+        &self,
+        reply: &Reply,
+        response_url: Option<String>,
+        thread: Option<(String, String)>,
+    ) {
+        // A decision that succeeded is reported in the thread by the engine;
+        // everything else (refusals, "already approved by …") is said here.
+        let reported = reply.status == CommandStatus::Succeeded
+            && thread.is_some()
+            && reply.notification.is_some();
+        if let Some(url) = &response_url {
+            let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": reply.text });
+            if let Err(e) = self.http.post(url).json(&body).send().await {
+                tracing::warn!(error = %e, "Slack response_url failed");
+            }
+        }
+        if !reported {
+            if let Some(t) = thread {
+                self.say(Some(t), None, &reply.text, reply.notification.unwrap_or(0));
+            }
+        }
+    }
+
+    /// Queues a thread reply through the outbox (durable, paced, retried).
+    fn say(
+        &self,
+        thread: Option<(String, String)>,
+        response_url: Option<String>,
+        text: &str,
+        nid: u64,
+    ) {
+        if let Some((channel, ts)) = thread {
+            let msg = Outgoing {
+                notification: (nid != 0).then_some(nid),
+                kind: MessageKind::Reply,
+                thread: None,
+                subject: text.chars().take(150).collect(),
+                body: format!("{text}\n— {SIGNATURE}"),
+                answers: Vec::new(),
+                data: json!({ "slack": { "channel": channel, "thread_ts": ts } }),
+            };
+            if let Err(e) = self.notifier.queue_direct(NAME, msg) {
+                tracing::warn!(error = %e, "could not queue a Slack reply");
+            }
+            let store = self.store.clone();
+            let notifier = self.notifier.clone();
+            tokio::spawn(async move {
+                if store.durable().await.is_ok() {
+                    notifier.kick();
+                }
+            });
+        } else if let Some(url) = response_url {
+            let http = self.http.clone();
+            let body = json!({ "response_type": "ephemeral", "text": text });
+            tokio::spawn(async move {
+                let _ = http.post(url).json(&body).send().await;
+            });
+        }
+    }
+
+    /// The refusal to send when the request is not provably from Slack.
+    fn refusal(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+        let Some(secret) = self.cfg.signing_secret.as_ref().filter(|s| !s.is_empty()) else {
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Slack requests are refused: set QMOI_SLACK__SIGNING_SECRET",
+                )
+                    .into_response(),
+            );
+        };
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let verdict = verify::verify(
+            secret,
+            h("x-slack-request-timestamp"),
+            h("x-slack-signature"),
+            body,
+            chrono::Utc::now().timestamp(),
+        );
+        verdict.err().map(|e| {
+            tracing::warn!(reason = %e, "refused a Slack request");
+            (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
+        })
+    }
+}
+
+async fn http_command(
+    State(s): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = s.refusal(&headers, &body) {
+        return r;
+    }
+    match serde_urlencoded::from_bytes::<SlashCommand>(&body) {
+        Ok(c) => Json(s.command(c).await).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("malformed slash command: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn http_interaction(
+    State(s): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = s.refusal(&headers, &body) {
+        return r;
+    }
+    #[derive(Deserialize)]
+    struct Form {
+        payload: String,
+    }
+    let payload = match serde_urlencoded::from_bytes::<Form>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|f| serde_json::from_str::<Value>(&f.payload).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("malformed interaction: {e}"),
+            )
+                .into_response()
+        }
+    };
+    match s.interaction(&payload).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+async fn http_event(
+    State(s): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = s.refusal(&headers, &body) {
+        return r;
+    }
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("malformed event: {e}")).into_response()
+        }
+    };
+    match s.event(&payload).await {
+        Some(challenge) => Json(json!({ "challenge": challenge })).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}

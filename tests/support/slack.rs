@@ -1,0 +1,254 @@
+//! A local Slack test server: the Web API methods qmoi uses
+//! (`chat.postMessage`, `chat.update`, `apps.connections.open`), a
+//! `response_url` endpoint and a Socket Mode WebSocket, as documented by
+//! Slack. Every request is recorded; faults (429 + Retry-After, API errors)
+//! can be injected.
+
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub auth: Option<String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    responses: Vec<Value>,
+    acks: Vec<Value>,
+    faults: Vec<(String, u16, Option<u64>, String, usize)>,
+    ts: u64,
+    socket_tx: Option<mpsc::UnboundedSender<String>>,
+}
+
+#[derive(Clone)]
+pub struct SlackServer {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn slack_json(v: Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json; charset=utf-8")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+impl SlackServer {
+    pub async fn start() -> SlackServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let s = SlackServer {
+            addr,
+            inner: Arc::new(Mutex::new(Inner {
+                ts: 1_700_000_000,
+                ..Inner::default()
+            })),
+        };
+        let app = Router::new()
+            .route("/api/{method}", post(api))
+            .route("/response/{id}", post(response_url))
+            .route("/socket", get(socket))
+            .fallback(any(|| async { StatusCode::NOT_FOUND }))
+            .with_state(s.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        s
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/", self.addr)
+    }
+
+    pub fn response_url(&self, id: &str) -> String {
+        format!("http://{}/response/{id}", self.addr)
+    }
+
+    pub fn calls(&self, method: &str) -> Vec<Call> {
+        self.inner
+            .lock()
+            .expect("lock")
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+
+    pub fn responses(&self) -> Vec<Value> {
+        self.inner.lock().expect("lock").responses.clone()
+    }
+
+    pub fn acks(&self) -> Vec<Value> {
+        self.inner.lock().expect("lock").acks.clone()
+    }
+
+    /// Next `times` calls of `method` answer `status` (429 with Retry-After
+    /// when given), or `{"ok":false,"error":…}` when status is 200.
+    pub fn fail_next(
+        &self,
+        method: &str,
+        status: u16,
+        retry_after: Option<u64>,
+        error: &str,
+        times: usize,
+    ) {
+        self.inner.lock().expect("lock").faults.push((
+            method.into(),
+            status,
+            retry_after,
+            error.into(),
+            times,
+        ));
+    }
+
+    /// Pushes an envelope to the connected Socket Mode client.
+    pub fn push(&self, envelope: Value) -> bool {
+        let tx = self.inner.lock().expect("lock").socket_tx.clone();
+        tx.is_some_and(|tx| tx.send(envelope.to_string()).is_ok())
+    }
+
+    pub fn socket_connected(&self) -> bool {
+        self.inner.lock().expect("lock").socket_tx.is_some()
+    }
+
+    pub async fn wait<F: Fn(&SlackServer) -> bool>(&self, what: &str, f: F) {
+        for _ in 0..500 {
+            if f(self) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!(
+            "Slack test server never saw: {what}; calls: {:?}",
+            self.inner.lock().expect("lock").calls
+        );
+    }
+}
+
+async fn api(
+    State(s): State<SlackServer>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .map(|pairs| {
+                Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect(),
+                )
+            })
+            .unwrap_or(Value::Null)
+    });
+    let mut inner = s.inner.lock().expect("lock");
+    inner.calls.push(Call {
+        method: method.clone(),
+        auth,
+        body: parsed.clone(),
+    });
+    if let Some(f) = inner.faults.iter_mut().find(|f| f.0 == method && f.4 > 0) {
+        f.4 -= 1;
+        let (status, retry, error) = (f.1, f.2, f.3.clone());
+        if status == 200 {
+            return slack_json(json!({ "ok": false, "error": error }));
+        }
+        let mut r = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [("content-type", "application/json")],
+            json!({"ok": false, "error": error}).to_string(),
+        )
+            .into_response();
+        if let Some(secs) = retry {
+            r.headers_mut()
+                .insert("retry-after", secs.to_string().parse().expect("hv"));
+        }
+        return r;
+    }
+    match method.as_str() {
+        "chat.postMessage" => {
+            inner.ts += 1;
+            let ts = format!("{}.000100", inner.ts);
+            let channel = parsed["channel"].as_str().unwrap_or("C000").to_string();
+            slack_json(
+                json!({ "ok": true, "channel": channel, "ts": ts, "message": { "type": "message", "ts": ts, "text": parsed["text"], "user": "UQMOI", "bot_id": "BQMOI" } }),
+            )
+        }
+        "chat.update" => slack_json(
+            json!({ "ok": true, "channel": parsed["channel"], "ts": parsed["ts"], "text": parsed["text"], "message": { "text": parsed["text"], "user": "UQMOI", "bot_id": "BQMOI" } }),
+        ),
+        "apps.connections.open" => {
+            slack_json(json!({ "ok": true, "url": format!("ws://{}/socket", s.addr) }))
+        }
+        _ => slack_json(json!({ "ok": false, "error": "unknown_method" })),
+    }
+}
+
+async fn response_url(
+    State(s): State<SlackServer>,
+    Path(_id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.inner.lock().expect("lock").responses.push(v);
+    StatusCode::OK
+}
+
+async fn socket(State(s): State<SlackServer>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| serve_socket(s, socket))
+}
+
+async fn serve_socket(s: SlackServer, mut socket: WebSocket) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    s.inner.lock().expect("lock").socket_tx = Some(tx);
+    let _ = socket
+        .send(Message::Text(
+            json!({"type": "hello", "num_connections": 1})
+                .to_string()
+                .into(),
+        ))
+        .await;
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(text) => if socket.send(Message::Text(text.into())).await.is_err() { break },
+                None => break,
+            },
+            inc = socket.recv() => match inc {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    s.inner.lock().expect("lock").acks.push(v);
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    s.inner.lock().expect("lock").socket_tx = None;
+}
