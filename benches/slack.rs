@@ -36,11 +36,20 @@ async fn run(rate: u64, seconds: u64) {
     c.slack.api_url = slack.api_url();
     c.slack.channel = "C0CI".into();
     c.slack.mode = SlackMode::Http;
-    c.people = vec![person("alice", &["master"], &[("slack", "U0ALICE"), ("api", "alice")])];
+    c.people = vec![person(
+        "alice",
+        &["master"],
+        &[("slack", "U0ALICE"), ("api", "alice")],
+    )];
     let bot = TestBot::start(c).await;
-    bot.api("/api/v1/events", &fix_event("bench-fix", 5, "boom")).await;
+    bot.api("/api/v1/events", &fix_event("bench-fix", 5, "boom"))
+        .await;
     let n = bot.wait_notification(1).await;
-    let (channel, ts) = n.threads[0].thread.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())).expect("thread");
+    let (channel, ts) = n.threads[0]
+        .thread
+        .split_once(':')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .expect("thread");
 
     let url = format!("{}/slack/interactions", bot.base);
     let secret = Secret::new("bench-signing");
@@ -71,7 +80,10 @@ async fn run(rate: u64, seconds: u64) {
                 .body(body)
                 .send()
                 .await;
-            (scheduled.elapsed(), r.is_ok_and(|r| r.status().is_success()))
+            (
+                scheduled.elapsed(),
+                r.is_ok_and(|r| r.status().is_success()),
+            )
         }));
     }
     let mut lat = Vec::new();
@@ -103,7 +115,15 @@ fn main() {
         println!("run with `cargo bench --bench slack`");
         return;
     }
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run(env("BENCH_RATE", 500), env("BENCH_SECONDS", 10)));
 }

@@ -153,6 +153,44 @@ impl Notifier {
             .collect()
     }
 
+    /// Renders `template` and the subject for `channel` and queues the
+    /// message: the one step every kind of notification message shares.
+    #[allow(clippy::too_many_arguments)]
+    fn render_and_enqueue(
+        &self,
+        channel: &str,
+        n: &Notification,
+        kind: MessageKind,
+        template: &str,
+        thread: Option<String>,
+        answers: Vec<Answer>,
+        ctx: &serde_json::Value,
+    ) -> Result<u64, NotifyError> {
+        let body = self.templates.render(channel, template, ctx)?;
+        let subject = self
+            .templates
+            .render(channel, "subject", ctx)?
+            .trim()
+            .to_string();
+        let message = Outgoing {
+            notification: Some(n.id),
+            kind,
+            thread,
+            subject,
+            body,
+            answers,
+            data: ctx.clone(),
+        };
+        self.enqueue(channel, message)
+    }
+
+    fn thread_on(n: &Notification, channel: &str) -> Option<String> {
+        n.threads
+            .iter()
+            .find(|t| t.channel == channel)
+            .map(|t| t.thread.clone())
+    }
+
     /// Queues a new notification (or an update of one) to every channel.
     pub fn queue_notification(
         &self,
@@ -160,92 +198,64 @@ impl Notifier {
         update: Option<&str>,
     ) -> Result<usize, NotifyError> {
         let decisions = self.store.decisions_for(n.id)?;
-        let ctx = notification_context(n, &self.answers_for(n), &decisions, update);
-        let mut queued = 0;
-        for channel in self.active_channels() {
-            let existing = n
-                .threads
-                .iter()
-                .find(|t| t.channel == channel)
-                .map(|t| t.thread.clone());
-            // An update's thread may not be known yet (the original is still
-            // in the outbox); it is resolved when the update is delivered,
-            // which the outbox does only after the original went out.
-            let (kind, template) = match update {
-                Some(_) => (MessageKind::Update, "update"),
-                None => (MessageKind::Notification, "notification"),
-            };
-            let body = self.templates.render(&channel, template, &ctx)?;
-            let subject = self
-                .templates
-                .render(&channel, "subject", &ctx)?
-                .trim()
-                .to_string();
-            self.enqueue(
-                &channel,
-                Outgoing {
-                    notification: Some(n.id),
-                    kind,
-                    thread: existing,
-                    subject,
-                    body,
-                    answers: if decisions
-                        .iter()
-                        .any(|d| d.status == DecisionStatus::Succeeded)
-                    {
-                        Vec::new()
-                    } else {
-                        self.answers_for(n)
-                    },
-                    data: ctx.clone(),
-                },
+        let answers = if decisions
+            .iter()
+            .any(|d| d.status == DecisionStatus::Succeeded)
+        {
+            Vec::new()
+        } else {
+            self.answers_for(n)
+        };
+        let ctx = notification_context(n, &answers, &decisions, update);
+        // An update's thread may not be known yet (the original is still in
+        // the outbox); it is resolved when the update is delivered, which the
+        // outbox does only after the original went out.
+        let (kind, template) = match update {
+            Some(_) => (MessageKind::Update, "update"),
+            None => (MessageKind::Notification, "notification"),
+        };
+        let channels = self.active_channels();
+        for channel in &channels {
+            self.render_and_enqueue(
+                channel,
+                n,
+                kind,
+                template,
+                Self::thread_on(n, channel),
+                answers.clone(),
+                &ctx,
             )?;
-            queued += 1;
         }
-        Ok(queued)
+        Ok(channels.len())
     }
 
     /// Tells channels that can edit messages to replace a decided
     /// notification's buttons with the decision.
     pub fn queue_decided(&self, n: &Notification, text: &str) -> Result<usize, NotifyError> {
-        let decisions = self.store.decisions_for(n.id)?;
-        let ctx = notification_context(n, &[], &decisions, Some(text));
+        let ctx = notification_context(n, &[], &self.store.decisions_for(n.id)?, Some(text));
         let mut queued = 0;
         for channel in self.active_channels() {
             let editable = self.channel(&channel).is_some_and(|c| c.edits_messages());
-            let Some(thread) = n.threads.iter().find(|t| t.channel == channel) else {
-                continue;
-            };
-            if !editable {
-                continue;
+            if let (true, Some(thread)) = (editable, Self::thread_on(n, &channel)) {
+                self.render_and_enqueue(
+                    &channel,
+                    n,
+                    MessageKind::Update,
+                    "update",
+                    Some(thread),
+                    Vec::new(),
+                    &ctx,
+                )?;
+                queued += 1;
             }
-            let body = self.templates.render(&channel, "update", &ctx)?;
-            let subject = self
-                .templates
-                .render(&channel, "subject", &ctx)?
-                .trim()
-                .to_string();
-            self.enqueue(
-                &channel,
-                Outgoing {
-                    notification: Some(n.id),
-                    kind: MessageKind::Update,
-                    thread: Some(thread.thread.clone()),
-                    subject,
-                    body,
-                    answers: Vec::new(),
-                    data: ctx.clone(),
-                },
-            )?;
-            queued += 1;
         }
         Ok(queued)
     }
 
     /// Queues the outcome of a decision to every thread the question was
-    /// asked in, except `skip` (the thread the decision came from, which gets
-    /// the direct reply), and an update of the original messages so their
-    /// buttons give way to the decision.
+    /// asked in, except `skip`: the sender already got the direct reply where
+    /// they asked — in that thread, or anywhere on a whole-channel origin
+    /// (the console).
     pub fn queue_report(
         &self,
         n: &Notification,
@@ -266,33 +276,23 @@ impl Notifier {
         });
         let mut queued = 0;
         for channel in self.active_channels() {
-            let thread = n.threads.iter().find(|t| t.channel == channel);
-            // The sender already got the direct reply where they asked: in
-            // that thread, or anywhere on a whole-channel origin (console).
+            let thread = Self::thread_on(n, &channel);
             if let Some(s) = skip {
                 if s.channel == channel
-                    && (s.thread == crate::engine::WHOLE_CHANNEL || thread.is_some_and(|t| t == s))
+                    && (s.thread == crate::engine::WHOLE_CHANNEL
+                        || thread.as_deref() == Some(s.thread.as_str()))
                 {
                     continue;
                 }
             }
-            let body = self.templates.render(&channel, "report", &ctx)?;
-            let subject = self
-                .templates
-                .render(&channel, "subject", &ctx)?
-                .trim()
-                .to_string();
-            self.enqueue(
+            self.render_and_enqueue(
                 &channel,
-                Outgoing {
-                    notification: Some(n.id),
-                    kind: MessageKind::Report,
-                    thread: thread.map(|t| t.thread.clone()),
-                    subject,
-                    body,
-                    answers: Vec::new(),
-                    data: ctx.clone(),
-                },
+                n,
+                MessageKind::Report,
+                "report",
+                thread,
+                Vec::new(),
+                &ctx,
             )?;
             queued += 1;
         }
