@@ -122,6 +122,14 @@ fn export_then_import_round_trips() {
             )
             .expect("put");
         store.next_seq("notification").expect("seq");
+        // A channel's own tree (the email channel's reply tokens) is exported too.
+        store
+            .put(
+                "email_tokens",
+                b"token-id",
+                &serde_json::json!({"notification": 1}),
+            )
+            .expect("put");
         store.flush_blocking().expect("flush");
     }
     let file = dir.path().join("backup.jsonl");
@@ -166,6 +174,9 @@ fn export_then_import_round_trips() {
         std::fs::read_to_string(&file).expect("read"),
         std::fs::read_to_string(&again).expect("read")
     );
+    assert!(std::fs::read_to_string(&file)
+        .expect("read")
+        .contains("\"tree\":\"email_tokens\""));
 
     // Importing into a non-empty memory is refused.
     let (ok, _, err) = qmoi(

@@ -413,6 +413,39 @@ async fn slash_commands_events_and_forgeries() {
         .as_u16();
     assert_eq!((s1, s2, s3), (401, 401, 401));
 
+    // Signed but malformed: 400 with the reason, nothing runs.
+    let (st, text) = signed(
+        &bot,
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        &form(&[("payload", "{not json")]),
+        0,
+        SIGNING,
+    )
+    .await;
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("malformed interaction"), "{text}");
+    let (st, _) = signed(
+        &bot,
+        "/slack/events",
+        "application/json",
+        "[1,2",
+        0,
+        SIGNING,
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _) = signed(
+        &bot,
+        "/slack/commands",
+        "application/x-www-form-urlencoded",
+        "user_id=U0ALICE",
+        0,
+        SIGNING,
+    )
+    .await;
+    assert_eq!(st, 400);
+
     // Events API: URL verification, then a mention answered in its thread,
     // and Slack's retry of the same event is not run again.
     let (_, text) = signed(

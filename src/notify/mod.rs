@@ -485,7 +485,16 @@ async fn deliver_one(
                     + ChronoDuration::from_std(wait).unwrap_or(ChronoDuration::seconds(1));
                 tracing::info!(channel = %item.channel, attempt = item.attempts, error = %e, "delivery failed; will retry");
             }
-            store.put(trees::OUTBOX, &seq_key(item.id), &item)?;
+            if item.status == OutboxStatus::Failed {
+                // Kept for operators, out of the worker's way.
+                store.put(trees::OUTBOX_FAILED, &seq_key(item.id), &item)?;
+                store
+                    .tree(trees::OUTBOX)?
+                    .remove(seq_key(item.id))
+                    .map_err(StoreError::from)?;
+            } else {
+                store.put(trees::OUTBOX, &seq_key(item.id), &item)?;
+            }
             Ok(false)
         }
     }

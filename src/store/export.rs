@@ -43,8 +43,8 @@ struct Line {
 /// Writes every record; returns how many.
 pub fn export_jsonl(store: &Store, out: &mut dyn Write) -> Result<usize, ExportError> {
     let mut n = 0;
-    for name in trees::ALL {
-        let tree = store.tree(name)?;
+    for name in store.tree_names() {
+        let tree = store.tree(&name)?;
         for item in tree.iter() {
             let (k, v) = item.map_err(StoreError::from)?;
             let (value, value_hex) = match serde_json::from_slice::<serde_json::Value>(&v) {
@@ -52,7 +52,7 @@ pub fn export_jsonl(store: &Store, out: &mut dyn Write) -> Result<usize, ExportE
                 Err(_) => (None, Some(hex::encode(&v))),
             };
             let line = Line {
-                tree: (*name).to_string(),
+                tree: name.clone(),
                 key_hex: hex::encode(&k),
                 value,
                 value_hex,
@@ -68,9 +68,10 @@ pub fn export_jsonl(store: &Store, out: &mut dyn Write) -> Result<usize, ExportE
 
 /// Reads an export into an empty memory; returns how many records.
 pub fn import_jsonl(store: &Store, input: &mut dyn BufRead) -> Result<usize, ExportError> {
-    let existing: usize = trees::ALL
+    let existing: usize = store
+        .tree_names()
         .iter()
-        .filter(|t| **t != trees::META)
+        .filter(|t| t.as_str() != trees::META)
         .map(|t| store.tree(t).map(|t| t.len()))
         .sum::<Result<usize, _>>()?;
     if existing > 0 {
@@ -87,8 +88,8 @@ pub fn import_jsonl(store: &Store, input: &mut dyn BufRead) -> Result<usize, Exp
             reason,
         };
         let rec: Line = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-        if !trees::ALL.contains(&rec.tree.as_str()) {
-            return Err(bad(format!("unknown tree '{}'", rec.tree)));
+        if rec.tree.is_empty() || rec.tree.starts_with("__sled__") {
+            return Err(bad(format!("invalid tree name '{}'", rec.tree)));
         }
         let key = hex::decode(&rec.key_hex).map_err(|e| bad(format!("key_hex: {e}")))?;
         let value = match (rec.value, rec.value_hex) {

@@ -96,6 +96,9 @@ pub mod trees {
     pub const CONFIRMATIONS: &str = "confirmations";
     /// Sequence → [`super::OutboxItem`].
     pub const OUTBOX: &str = "outbox";
+    /// Sequence → [`super::OutboxItem`] that gave up (kept for operators;
+    /// out of the outbox so the delivery worker only scans pending work).
+    pub const OUTBOX_FAILED: &str = "outbox_failed";
     /// Sequence → [`super::DeliveryLogEntry`].
     pub const DELIVERY_LOG: &str = "delivery_log";
     /// Signature → [`super::SignatureHistory`].
@@ -106,7 +109,8 @@ pub mod trees {
     pub const AUDIT: &str = "audit";
     /// Schema version and counters.
     pub const META: &str = "meta";
-    /// Every tree, for export.
+    /// The core's trees (channels add their own, e.g. `email_tokens`;
+    /// export walks every tree the database holds).
     pub const ALL: &[&str] = &[
         EVENTS,
         HOOK_DELIVERIES,
@@ -117,6 +121,7 @@ pub mod trees {
         COMMANDS,
         CONFIRMATIONS,
         OUTBOX,
+        OUTBOX_FAILED,
         DELIVERY_LOG,
         SIGNATURES,
         FORGE_STATE,
@@ -164,6 +169,20 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Every named tree in the database, sorted (channels' trees included).
+    pub fn tree_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .db
+            .tree_names()
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .filter(|n| !n.starts_with("__sled__"))
+            .collect();
+        names.sort();
+        names
     }
 
     /// A tree by name.
