@@ -460,24 +460,27 @@ impl Config {
             Some(env) => vars.extend(env.iter().cloned()),
             None => vars.extend(std::env::vars()),
         }
-        let vars: Vec<(String, String)> = vars
+        // Later entries win: the real environment overrides `.env`.
+        let merged: BTreeMap<String, String> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !is_cli_only_var(k))
             .collect();
-        // Later entries win: the real environment overrides `.env`.
-        let mut merged: BTreeMap<String, String> = BTreeMap::new();
-        for (k, v) in vars {
-            merged.insert(k, v);
-        }
+        // Figment's Env provider reads the process environment; an explicit
+        // list lets tests and `.env` work without mutating global state.
         let mut fig_env = Figment::new();
         for (k, v) in &merged {
-            // Figment's Env provider reads the process environment; we feed it
-            // an explicit list instead so tests and `.env` work without
-            // mutating global state.
             let key = k[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
-            let value: figment::value::Value = v
-                .parse()
-                .unwrap_or_else(|_| figment::value::Value::from(v.clone()));
+            // Secrets stay exactly as written; other values may be numbers,
+            // booleans or lists (`QMOI_NOTIFY__CHANNELS='["console","email"]'`).
+            let secret = ["token", "secret", "password"]
+                .iter()
+                .any(|s| key.ends_with(s));
+            let value: figment::value::Value = if secret {
+                figment::value::Value::from(v.clone())
+            } else {
+                v.parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(v.clone()))
+            };
             fig_env = fig_env.merge(Serialized::default(&key, value));
         }
         fig = fig.merge(fig_env);
@@ -665,6 +668,7 @@ mod tests {
         let c = load(
             &[
                 ("QMOI_GITLAB__TOKEN", "12345"),
+                ("QMOI_API__TOKEN", "[abc],1e5"),
                 ("QMOI_SERVER__LISTEN", "127.0.0.1:9999"),
                 ("QMOI_DATA_DIR", "/tmp/x"),
             ],
@@ -672,6 +676,7 @@ mod tests {
         )
         .expect("loads");
         assert_eq!(c.gitlab.token.as_ref().map(Secret::expose), Some("12345"));
+        assert_eq!(c.api.token.as_ref().map(Secret::expose), Some("[abc],1e5"));
         assert_eq!(c.server.listen.port(), 9999);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
     }

@@ -149,7 +149,7 @@ impl Engine {
                 .await;
         };
         let notification = match pending.target {
-            Some(id) => super::load_notification(store, id)?,
+            Some(id) => store.notification(id)?,
             None => None,
         };
         let mut record = record;

@@ -29,8 +29,8 @@ use crate::identity::{Directory, Person};
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Report, Templates};
 use crate::store::{
-    decision_key, seq_key, trees, AuditEntry, Claim, CommandRecord, CommandStatus, Decision,
-    DecisionStatus, FixHistory, Notification, SignatureHistory, Store, StoreError, ThreadRef,
+    decision_key, trees, AuditEntry, Claim, CommandRecord, CommandStatus, Decision, DecisionStatus,
+    FixHistory, Notification, SignatureHistory, Store, StoreError, ThreadRef,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -713,12 +713,4 @@ fn status_label(s: CommandStatus) -> &'static str {
         CommandStatus::Failed => "failed",
         CommandStatus::Interrupted => "interrupted",
     }
-}
-
-/// Notification by number, for the target resolver.
-pub(crate) fn load_notification(
-    store: &Store,
-    id: u64,
-) -> Result<Option<Notification>, StoreError> {
-    store.get(trees::NOTIFICATIONS, &seq_key(id))
 }

@@ -6,7 +6,7 @@
 //! recent notification still waiting for that answer. The last rule is what
 //! makes a bare `approve` at the console do the obvious thing.
 
-use super::{load_notification, Engine};
+use super::Engine;
 use crate::command::{Command, CommandSpec, Parsed};
 use crate::store::{trees, DecisionStatus, Notification, StoreError};
 
@@ -25,7 +25,7 @@ pub(super) fn resolve(
     let store = engine.store();
     let explicit = parsed.notification(spec).or(cmd.target);
     if let Some(id) = explicit {
-        return Ok(match load_notification(store, id)? {
+        return Ok(match store.notification(id)? {
             Some(n) => Ok(Some(n)),
             None => Err(format!(
                 "There is no notification #{id}. Send `status` to see the open ones."
@@ -41,7 +41,7 @@ pub(super) fn resolve(
     }
     if let Some(thread) = cmd.origin.thread.as_deref().filter(|t| *t != WHOLE_CHANNEL) {
         if let Some(id) = store.notification_for_thread(&cmd.origin.channel, thread)? {
-            return Ok(Ok(load_notification(store, id)?));
+            return Ok(Ok(store.notification(id)?));
         }
     }
     let required = spec
