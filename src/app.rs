@@ -119,8 +119,9 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
             .context("configuring the Slack channel")?;
     }
 
-    let forges =
-        Arc::new(Forges::new(store.clone(), &config.gitlab).context("configuring GitLab")?);
+    let forges = Arc::new(
+        Forges::new(store.clone(), &config.gitlab, &config.github).context("configuring GitLab")?,
+    );
     let services = Arc::new(Services {
         store: store.clone(),
         registry: registry.clone(),

@@ -674,7 +674,11 @@ async fn failover_needs_confirmation_then_actions_use_the_mirror() {
 async fn github_failures_are_verified_and_notified() {
     use hmac::{Hmac, Mac};
     let dir = tempfile::tempdir().expect("tmp");
-    let bot = TestBot::start(test_config(dir.path(), None, None)).await;
+    let github = Recorder::start().await;
+    let mut config = test_config(dir.path(), None, None);
+    config.github.token = Some(qmoi::config::Secret::new("ghp-test-token"));
+    config.github.api_url = format!("{}/api/v3", github.url());
+    let mut bot = TestBot::start(config).await;
     let body = json!({
         "action": "completed",
         "workflow_job": { "id": 289782451, "run_id": 2202229078u64, "name": "linters", "head_branch": "main", "head_sha": "3484a3fb", "status": "completed", "conclusion": "failure", "html_url": "https://github.com/octo-org/octo-repo/runs/289782451", "workflow_name": "CodeQL" },
@@ -703,5 +707,28 @@ async fn github_failures_are_verified_and_notified() {
         "{out}"
     );
     assert!(out.contains("Error excerpt:\n    unknown"), "{out}");
+
+    // `retry` re-runs the job through the GitHub API.
+    bot.type_line("retry").await;
+    bot.wait_console("job linters (#289782451) re-run on GitHub", 1)
+        .await;
+    let reqs = github.requests.lock().expect("lock").clone();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let (method, path, headers) = &reqs[0];
+    assert_eq!(
+        (method.as_str(), path.as_str()),
+        (
+            "POST",
+            "/api/v3/repos/octo-org/octo-repo/actions/jobs/289782451/rerun"
+        )
+    );
+    assert_eq!(
+        headers.get("authorization").map(String::as_str),
+        Some("Bearer ghp-test-token")
+    );
+    assert_eq!(
+        headers.get("x-github-api-version").map(String::as_str),
+        Some("2022-11-28")
+    );
     bot.stop().await;
 }

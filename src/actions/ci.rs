@@ -11,9 +11,12 @@ impl Action for Retry {
     async fn run(&self, ctx: &ActionContext<'_>) -> Result<Outcome, ActionError> {
         let n = ctx.require_notification()?;
         let e = &n.event;
+        if e.platform == "github" {
+            return retry_github(ctx, n).await;
+        }
         if e.platform != "gitlab" {
             return Err(ActionError::NotApplicable(format!(
-                "retrying {} runs is not supported by qmoi yet; re-run it on {}",
+                "qmoi cannot retry {} runs; re-run it on {}",
                 e.platform, e.platform
             )));
         }
@@ -48,4 +51,31 @@ impl Action for Retry {
             n.id
         )))
     }
+}
+
+/// GitHub: re-run the job, or the run's failed jobs.
+async fn retry_github(
+    ctx: &ActionContext<'_>,
+    n: &crate::store::Notification,
+) -> Result<Outcome, ActionError> {
+    let gh = ctx.services.forges.github()?;
+    let e = &n.event;
+    let repo = &e.project.path;
+    if let Some(job) = &e.job {
+        gh.rerun_job(repo, job.id).await?;
+        return Ok(Outcome::text(format!(
+            "job {} (#{}) re-run on GitHub",
+            job.name, job.id
+        )));
+    }
+    if let Some(run) = e.pipeline {
+        gh.rerun_failed_jobs(repo, run).await?;
+        return Ok(Outcome::text(format!(
+            "failed jobs of run #{run} re-run on GitHub"
+        )));
+    }
+    Err(ActionError::NotApplicable(format!(
+        "#{} names no job or run to re-run",
+        n.id
+    )))
 }

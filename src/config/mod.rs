@@ -333,11 +333,25 @@ pub struct GitLabConfig {
 }
 
 /// GitHub settings.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GitHubConfig {
     /// Webhook secret used to verify `X-Hub-Signature-256`.
     pub webhook_secret: Option<Secret>,
+    /// Token with `actions: write`, for re-running failed jobs.
+    pub token: Option<Secret>,
+    /// REST base (`https://HOST/api/v3` for GitHub Enterprise).
+    pub api_url: String,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        GitHubConfig {
+            webhook_secret: None,
+            token: None,
+            api_url: "https://api.github.com".into(),
+        }
+    }
 }
 
 /// Generic HTTP API settings.
@@ -540,6 +554,9 @@ impl Config {
         }
         if unset(&self.github.webhook_secret) {
             w.push("GitHub webhooks are off: /hooks/github answers 401 until QMOI_GITHUB__WEBHOOK_SECRET (github.webhook_secret) is set".into());
+        }
+        if unset(&self.github.token) {
+            w.push("GitHub re-runs are off: set QMOI_GITHUB__TOKEN (github.token) so `retry` works on GitHub notifications".into());
         }
         if unset(&self.api.token) {
             w.push(

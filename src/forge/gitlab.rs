@@ -1,110 +1,18 @@
-//! GitLab REST API v4: the calls qmoi's actions make.
-//!
-//! Every call has a timeout. 429 is retried after the `Retry-After` GitLab
-//! sends (capped), 5xx a couple of times with backoff; everything else comes
-//! back as a [`ForgeError`] whose message tells the person who asked what
-//! went wrong and what to do, without ever including the token.
+//! GitLab REST API v4: the calls qmoi's actions make (retries, timeouts and
+//! error wording live in [`super::rest`]).
 
+use super::rest::{ForgeError, Rest};
 use crate::config::Secret;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// How many times one call is attempted on 429/5xx.
-const ATTEMPTS: u32 = 3;
-/// Longest wait honoured from a `Retry-After` header.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// Why a forge call failed, phrased for the person who asked.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
-pub enum ForgeError {
-    /// qmoi has no client for this.
-    #[error("{0}")]
-    NotConfigured(String),
-    /// 401.
-    #[error("GitLab ({0}) rejected qmoi's token (401 Unauthorized): check gitlab.token / QMOI_GITLAB__TOKEN")]
-    Unauthorized(String),
-    /// 403.
-    #[error("GitLab ({forge}) refused (403 Forbidden): the token lacks permission for {what}: {message}")]
-    Forbidden {
-        /// primary/mirror.
-        forge: String,
-        /// The operation.
-        what: String,
-        /// GitLab's message.
-        message: String,
-    },
-    /// 404.
-    #[error("GitLab ({forge}) has no {what} (404 Not Found): {message}")]
-    NotFound {
-        /// primary/mirror.
-        forge: String,
-        /// The resource.
-        what: String,
-        /// GitLab's message.
-        message: String,
-    },
-    /// 409.
-    #[error("GitLab ({forge}) reports a conflict for {what} (409): {message}")]
-    Conflict {
-        /// primary/mirror.
-        forge: String,
-        /// The operation.
-        what: String,
-        /// GitLab's message.
-        message: String,
-    },
-    /// 429 after retries.
-    #[error("GitLab ({forge}) is rate-limiting qmoi (429); try again in {retry_after_secs}s")]
-    RateLimited {
-        /// primary/mirror.
-        forge: String,
-        /// Suggested wait.
-        retry_after_secs: u64,
-    },
-    /// 5xx after retries.
-    #[error("GitLab ({forge}) failed with {status} for {what}: {message}")]
-    Server {
-        /// primary/mirror.
-        forge: String,
-        /// HTTP status.
-        status: u16,
-        /// The operation.
-        what: String,
-        /// GitLab's message.
-        message: String,
-    },
-    /// Any other 4xx.
-    #[error("GitLab ({forge}) refused {what} with {status}: {message}")]
-    Refused {
-        /// primary/mirror.
-        forge: String,
-        /// HTTP status.
-        status: u16,
-        /// The operation.
-        what: String,
-        /// GitLab's message.
-        message: String,
-    },
-    /// Connection failure or timeout.
-    #[error("cannot reach GitLab ({forge}) for {what}: {message}")]
-    Unreachable {
-        /// primary/mirror.
-        forge: String,
-        /// The operation.
-        what: String,
-        /// Why.
-        message: String,
-    },
-}
 
 /// A GitLab instance (primary or mirror).
 #[derive(Clone)]
 pub struct GitLab {
     name: String,
     base: Url,
-    token: Secret,
-    http: reqwest::Client,
+    rest: Rest,
 }
 
 impl GitLab {
@@ -124,17 +32,24 @@ impl GitLab {
             })?
             .pop_if_empty()
             .extend(["api", "v4"]);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("qmoi/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ForgeError::NotConfigured(format!("http client: {e}")))?;
+        let setting = if name == "mirror" {
+            "gitlab.mirror_token / QMOI_GITLAB__MIRROR_TOKEN"
+        } else {
+            "gitlab.token / QMOI_GITLAB__TOKEN"
+        };
+        let rest = Rest::new(
+            &format!("GitLab ({name})"),
+            setting,
+            "PRIVATE-TOKEN",
+            "",
+            token,
+            Vec::new(),
+            timeout,
+        )?;
         Ok(GitLab {
             name: name.to_string(),
             base,
-            token,
-            http,
+            rest,
         })
     }
 
@@ -152,110 +67,6 @@ impl GitLab {
         u
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Value>,
-        what: &str,
-    ) -> Result<(StatusCode, String), ForgeError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .header("PRIVATE-TOKEN", self.token.expose());
-            if let Some(b) = &body {
-                req = req.json(b);
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout()) {
-                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                        continue;
-                    }
-                    return Err(ForgeError::Unreachable {
-                        forge: self.name.clone(),
-                        what: what.into(),
-                        message: without_url(&e),
-                    });
-                }
-            };
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let text = resp.text().await.unwrap_or_default();
-            if status.is_success() {
-                return Ok((status, text));
-            }
-            let message = gitlab_message(&text);
-            let forge = self.name.clone();
-            let what_s = what.to_string();
-            match status.as_u16() {
-                429 => {
-                    let wait = Duration::from_secs(retry_after.unwrap_or(1));
-                    if attempt < ATTEMPTS && wait <= MAX_RETRY_AFTER {
-                        tracing::info!(forge = %self.name, wait_secs = wait.as_secs(), "GitLab rate limit; waiting as asked");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    return Err(ForgeError::RateLimited {
-                        forge,
-                        retry_after_secs: wait.as_secs(),
-                    });
-                }
-                500..=599 => {
-                    if attempt < ATTEMPTS {
-                        tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1)))
-                            .await;
-                        continue;
-                    }
-                    return Err(ForgeError::Server {
-                        forge,
-                        status: status.as_u16(),
-                        what: what_s,
-                        message,
-                    });
-                }
-                401 => return Err(ForgeError::Unauthorized(forge)),
-                403 => {
-                    return Err(ForgeError::Forbidden {
-                        forge,
-                        what: what_s,
-                        message,
-                    })
-                }
-                404 => {
-                    return Err(ForgeError::NotFound {
-                        forge,
-                        what: what_s,
-                        message,
-                    })
-                }
-                409 => {
-                    return Err(ForgeError::Conflict {
-                        forge,
-                        what: what_s,
-                        message,
-                    })
-                }
-                s => {
-                    return Err(ForgeError::Refused {
-                        forge,
-                        status: s,
-                        what: what_s,
-                        message,
-                    })
-                }
-            }
-        }
-    }
-
     async fn json(
         &self,
         method: Method,
@@ -263,8 +74,17 @@ impl GitLab {
         body: Option<Value>,
         what: &str,
     ) -> Result<Value, ForgeError> {
-        let (_, text) = self.call(method, url, body, what).await?;
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.rest.json(method, url, body.as_ref(), what).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, String), ForgeError> {
+        self.rest.call(method, url, body.as_ref(), what).await
     }
 
     /// `POST /projects/:id/jobs/:job_id/retry`; returns the new job.
@@ -358,35 +178,6 @@ impl GitLab {
             .call(Method::GET, url, None, &format!("the log of job {job}"))
             .await?
             .1)
-    }
-}
-
-/// GitLab errors are `{"message": …}` or `{"error": …}`; keep them short.
-fn gitlab_message(body: &str) -> String {
-    let msg = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message")
-                .or_else(|| v.get("error"))
-                .map(|m| match m {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-        })
-        .unwrap_or_else(|| body.trim().to_string());
-    let mut msg: String = msg.chars().take(300).collect();
-    if msg.is_empty() {
-        msg = "no details".into();
-    }
-    msg
-}
-
-/// reqwest errors print the URL; ours carry no secrets, but keep messages short.
-fn without_url(e: &reqwest::Error) -> String {
-    let e = e.to_string();
-    match e.find(" for url (") {
-        Some(i) => e[..i].to_string(),
-        None => e,
     }
 }
 

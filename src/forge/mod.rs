@@ -4,11 +4,15 @@
 //! choice lives in memory (`forge_state`) so it survives restarts and every
 //! action sees the same answer.
 
+pub mod github;
 pub mod gitlab;
+pub mod rest;
 
-pub use gitlab::{ForgeError, GitLab};
+pub use github::GitHub;
+pub use gitlab::GitLab;
+pub use rest::ForgeError;
 
-use crate::config::GitLabConfig;
+use crate::config::{GitHubConfig, GitLabConfig};
 use crate::store::{trees, ForgeState, Store};
 
 /// The configured forges.
@@ -16,6 +20,7 @@ pub struct Forges {
     store: Store,
     gitlab_primary: Option<GitLab>,
     gitlab_mirror: Option<GitLab>,
+    github: Option<GitHub>,
 }
 
 /// `primary` or `mirror`.
@@ -26,7 +31,7 @@ pub const MIRROR: &str = "mirror";
 impl Forges {
     /// Builds clients for what is configured; a half-configured forge
     /// (URL without token) is left out and reported by config warnings.
-    pub fn new(store: Store, cfg: &GitLabConfig) -> Result<Forges, ForgeError> {
+    pub fn new(store: Store, cfg: &GitLabConfig, gh: &GitHubConfig) -> Result<Forges, ForgeError> {
         let timeout = std::time::Duration::from_secs(cfg.timeout_secs.max(1));
         let primary = match (&cfg.url, &cfg.token) {
             (Some(url), Some(token)) if !token.is_empty() => {
@@ -43,10 +48,17 @@ impl Forges {
             }
             _ => None,
         };
+        let github = match &gh.token {
+            Some(token) if !token.is_empty() => {
+                Some(GitHub::new(&gh.api_url, token.clone(), timeout)?)
+            }
+            _ => None,
+        };
         Ok(Forges {
             store,
             gitlab_primary: primary,
             gitlab_mirror: mirror,
+            github,
         })
     }
 
@@ -73,6 +85,16 @@ impl Forges {
                 )
             })
         }
+    }
+
+    /// The GitHub client, when a token is configured.
+    pub fn github(&self) -> Result<&GitHub, ForgeError> {
+        self.github.as_ref().ok_or_else(|| {
+            ForgeError::NotConfigured(
+                "GitHub actions are off: set QMOI_GITHUB__TOKEN (github.token) to re-run workflows"
+                    .into(),
+            )
+        })
     }
 
     /// Whether a mirror exists to fail over to.

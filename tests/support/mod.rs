@@ -289,3 +289,56 @@ pub fn fix_event(id: &str, iid: u64, excerpt: &str) -> Value {
         }
     })
 }
+
+/// One recorded request: method, path, headers.
+pub type RecordedRequest = (String, String, std::collections::HashMap<String, String>);
+
+/// A minimal HTTP server that records every request and answers 201 `{}`:
+/// stands in for APIs where only the request matters (GitHub re-runs).
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub addr: Option<std::net::SocketAddr>,
+    pub requests: Arc<Mutex<Vec<RecordedRequest>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let r = Recorder {
+            addr: Some(listener.local_addr().expect("addr")),
+            ..Recorder::default()
+        };
+        let requests = r.requests.clone();
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap| {
+                let requests = requests.clone();
+                async move {
+                    let h = headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                        })
+                        .collect();
+                    requests.lock().expect("lock").push((
+                        method.to_string(),
+                        uri.path().to_string(),
+                        h,
+                    ));
+                    (axum::http::StatusCode::CREATED, "{}")
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr.expect("started"))
+    }
+}
