@@ -80,6 +80,11 @@ fn reply_to(raw: &str) -> String {
         .to_string()
 }
 
+/// Why qmoi refused the message mentioning `needle` (waits for it).
+async fn refusal(bot: &TestBot, needle: &str) -> String {
+    audit_with(bot, "email.refused", needle).await.detail
+}
+
 async fn audit_with(bot: &TestBot, kind: &str, needle: &str) -> AuditRecord {
     for _ in 0..750 {
         let all: Vec<(Vec<u8>, AuditRecord)> = bot.store().all("audit").expect("audit");
@@ -391,9 +396,8 @@ async fn forged_and_invalid_replies_run_nothing() {
     );
     mail.send(None, "smtp", "master@qmoi.test", &master_addr, &raw)
         .await;
-    assert!(audit_with(&bot, "email.refused", &m)
+    assert!(refusal(&bot, &m)
         .await
-        .detail
         .contains("not submitted with authentication"));
 
     // No token anywhere.
@@ -407,10 +411,7 @@ async fn forged_and_invalid_replies_run_nothing() {
         &raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", &m)
-        .await
-        .detail
-        .contains("no qmoi reply token"));
+    assert!(refusal(&bot, &m).await.contains("no qmoi reply token"));
 
     // A made-up token.
     let m = id();
@@ -426,9 +427,8 @@ async fn forged_and_invalid_replies_run_nothing() {
         &raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", &m)
+    assert!(refusal(&bot, &m)
         .await
-        .detail
         .contains("does not carry a valid qmoi token"));
 
     // Alice's token, used by master.
@@ -448,10 +448,7 @@ async fn forged_and_invalid_replies_run_nothing() {
         &raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", &m)
-        .await
-        .detail
-        .contains("sent to another address"));
+    assert!(refusal(&bot, &m).await.contains("sent to another address"));
 
     // An expired token (minted with the real secret).
     let tokens = Tokens::new(bot.store().clone(), Secret::new(TOKEN_SECRET), 7);
@@ -476,10 +473,7 @@ async fn forged_and_invalid_replies_run_nothing() {
         &raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", &m)
-        .await
-        .detail
-        .contains("expired"));
+    assert!(refusal(&bot, &m).await.contains("expired"));
 
     // An out-of-office answer: ignored, not answered.
     let m = id();
@@ -536,9 +530,8 @@ async fn forged_and_invalid_replies_run_nothing() {
         &raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", &m)
+    assert!(refusal(&bot, &m)
         .await
-        .detail
         .contains("not an answer to this message"));
 
     assert!(gl.requests().is_empty(), "nothing ran: {:?}", gl.requests());
@@ -578,10 +571,7 @@ async fn forged_and_invalid_replies_run_nothing() {
         &raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", &m)
-        .await
-        .detail
-        .contains("already used"));
+    assert!(refusal(&bot, &m).await.contains("already used"));
     mail.send(
         Some(("master", "masterpw")),
         "submission",
@@ -590,10 +580,7 @@ async fn forged_and_invalid_replies_run_nothing() {
         &good_raw,
     )
     .await;
-    assert!(audit_with(&bot, "email.refused", "replayed Message-ID")
-        .await
-        .detail
-        .contains(&good));
+    assert!(refusal(&bot, "replayed Message-ID").await.contains(&good));
 
     assert_eq!(
         gl.requests().len(),
@@ -657,12 +644,9 @@ async fn authentication_results_and_malformed_mail() {
     );
     mail.send(None, "filtered", "mallory@qmoi.test", &addr, &raw)
         .await;
-    assert!(
-        audit_with(&bot, "email.refused", "<ar-fail@client.example>")
-            .await
-            .detail
-            .contains("dmarc=fail")
-    );
+    assert!(refusal(&bot, "<ar-fail@client.example>")
+        .await
+        .contains("dmarc=fail"));
 
     // Results from a server nobody trusts, and none at all.
     let raw = client_reply(
@@ -679,12 +663,9 @@ async fn authentication_results_and_malformed_mail() {
     );
     mail.send(None, "smtp", "master@qmoi.test", &addr, &raw)
         .await;
-    assert!(
-        audit_with(&bot, "email.refused", "<ar-untrusted@client.example>")
-            .await
-            .detail
-            .contains("not a trusted server")
-    );
+    assert!(refusal(&bot, "<ar-untrusted@client.example>")
+        .await
+        .contains("not a trusted server"));
     let raw = client_reply(
         "master@qmoi.test",
         &addr,
@@ -694,12 +675,9 @@ async fn authentication_results_and_malformed_mail() {
     );
     mail.send(None, "smtp", "master@qmoi.test", &addr, &raw)
         .await;
-    assert!(
-        audit_with(&bot, "email.refused", "<ar-none@client.example>")
-            .await
-            .detail
-            .contains("no Authentication-Results header")
-    );
+    assert!(refusal(&bot, "<ar-none@client.example>")
+        .await
+        .contains("no Authentication-Results header"));
 
     assert!(gl.requests().is_empty(), "{:?}", gl.requests());
     // Every malformed message was filed with a reason; none is in the inbox.
