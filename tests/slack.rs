@@ -668,3 +668,93 @@ async fn socket_mode_and_rate_limits() {
         .await;
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_threaded_under_one_message() {
+    let slack = SlackServer::start().await;
+    let gl = GitLabServer::start(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = slack_config(dir.path(), &slack, &gl.url(), SlackMode::Http);
+    config.notify.max_attempts = 1000;
+    // Slack is down while five failures arrive: they wait in the outbox.
+    slack.fail_next(
+        "chat.postMessage",
+        503,
+        None,
+        "service_unavailable",
+        1_000_000,
+    );
+    let bot = TestBot::start(config.clone()).await;
+    for i in 0..5 {
+        bot.post_gitlab(
+            "Job Hook",
+            &job_hook(700 + i, &format!("job-{i}"), "failed"),
+            Some(GITLAB_HOOK_SECRET),
+            Some(&format!("b-{i}")),
+        )
+        .await;
+    }
+    slack
+        .wait("every notification tried", |s| {
+            s.calls("chat.postMessage").len() >= 5
+        })
+        .await;
+    bot.stop().await;
+
+    // Time passes: every pending message is due again.
+    {
+        let store = qmoi::store::Store::open(dir.path()).expect("open");
+        let pending: Vec<(Vec<u8>, qmoi::store::OutboxItem)> = store.all("outbox").expect("outbox");
+        assert_eq!(pending.len(), 5);
+        for (key, mut item) in pending {
+            item.next_attempt_at = chrono::Utc::now() - chrono::Duration::seconds(1);
+            store.put("outbox", &key, &item).expect("put");
+        }
+        store.flush_blocking().expect("flush");
+    }
+    // Slack is back: the five go out together, in one thread.
+    slack.clear_faults();
+    let before = slack.calls("chat.postMessage").len();
+    let bot = TestBot::start(config).await;
+    slack
+        .wait("parent and five replies", |s| {
+            s.calls("chat.postMessage").len() >= before + 6
+        })
+        .await;
+    let posts: Vec<Value> = slack.calls("chat.postMessage")[before..]
+        .iter()
+        .map(|c| c.body.clone())
+        .collect();
+    let parent = posts
+        .iter()
+        .find(|p| {
+            p["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("5 notifications at once"))
+        })
+        .unwrap_or_else(|| panic!("no parent message in {posts:#?}"));
+    assert!(parent["thread_ts"].is_null());
+    let replies: Vec<&Value> = posts
+        .iter()
+        .filter(|p| p["text"].as_str().is_some_and(|t| t.contains("Job failed")))
+        .collect();
+    assert_eq!(replies.len(), 5, "none dropped: {posts:?}");
+    let parent_ts = bot
+        .store()
+        .notification(1)
+        .expect("read")
+        .expect("n1")
+        .threads[0]
+        .thread
+        .split('@')
+        .nth(1)
+        .map(str::to_string)
+        .expect("burst ref");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["thread_ts"] == parent_ts.as_str() && r["blocks"].is_array()),
+        "{replies:?}"
+    );
+    bot.stop().await;
+}

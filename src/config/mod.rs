@@ -93,6 +93,9 @@ pub struct SlackConfig {
     pub api_url: String,
     /// Messages per second per channel (Slack allows about one).
     pub per_channel_per_sec: u32,
+    /// This many new notifications at once for one channel are posted in
+    /// the thread of one parent message instead of one by one.
+    pub burst_threshold: usize,
     /// The slash command name, for the manifest.
     pub command: String,
     /// Public base URL of qmoi, for the manifest's request URLs.
@@ -110,6 +113,7 @@ impl Default for SlackConfig {
             routes: BTreeMap::new(),
             api_url: "https://slack.com/api/".into(),
             per_channel_per_sec: 1,
+            burst_threshold: 3,
             command: "/qmoi".into(),
             public_url: "https://qmoi.example.com".into(),
         }

@@ -62,6 +62,18 @@ pub trait Channel: Send + Sync {
     /// outbox item, so an adapter that sends in parts (one email per
     /// recipient) can skip the parts that already went out.
     async fn deliver(&self, id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError>;
+    /// Given new notifications about to go out together (a burst), returns
+    /// for each the thread to post it in, or `None` to post it on its own.
+    /// Slack opens one parent message and threads the burst under it, so a
+    /// flood of failures does not bury the channel. The default posts each
+    /// on its own.
+    async fn group_burst(
+        &self,
+        _burst: &[&Outgoing],
+    ) -> Result<Vec<Option<String>>, DeliveryError> {
+        Ok(Vec::new())
+    }
+
     /// Whether posted messages can be edited (Slack, Discord): such channels
     /// get an update replacing the buttons once a question is decided.
     fn edits_messages(&self) -> bool {
@@ -365,6 +377,7 @@ impl Notifier {
             let store = self.store.clone();
             let config = self.config.clone();
             tasks.push(async move {
+                let items = group_burst(&store, adapter.as_deref(), items, now).await?;
                 let mut attempted = 0;
                 // Messages about one notification go out in order: a report
                 // waits for its notification to be delivered first.
@@ -397,6 +410,47 @@ impl Notifier {
         }
         Ok(total)
     }
+}
+
+/// Lets the channel thread a burst of new notifications; the chosen thread
+/// is written to each outbox item first, so a retry lands in the same place.
+async fn group_burst(
+    store: &Store,
+    adapter: Option<&dyn Channel>,
+    mut items: Vec<OutboxItem>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<OutboxItem>, NotifyError> {
+    let Some(adapter) = adapter else {
+        return Ok(items);
+    };
+    let fresh: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| {
+            i.message.kind == MessageKind::Notification
+                && i.message.thread.is_none()
+                && i.next_attempt_at <= now
+        })
+        .map(|(n, _)| n)
+        .collect();
+    if fresh.len() < 2 {
+        return Ok(items);
+    }
+    let burst: Vec<&Outgoing> = fresh.iter().map(|&n| &items[n].message).collect();
+    let threads = match adapter.group_burst(&burst).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(channel = adapter.name(), error = %e, "could not group a burst; posting one by one");
+            return Ok(items);
+        }
+    };
+    for (&n, thread) in fresh.iter().zip(threads) {
+        if let Some(t) = thread {
+            items[n].message.thread = Some(t);
+            store.put(trees::OUTBOX, &seq_key(items[n].id), &items[n])?;
+        }
+    }
+    Ok(items)
 }
 
 async fn deliver_one(

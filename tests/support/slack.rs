@@ -121,6 +121,11 @@ impl SlackServer {
         ));
     }
 
+    /// Forgets all injected faults.
+    pub fn clear_faults(&self) {
+        self.inner.lock().expect("lock").faults.clear();
+    }
+
     /// Pushes an envelope to the connected Socket Mode client.
     pub fn push(&self, envelope: Value) -> bool {
         let tx = self.inner.lock().expect("lock").socket_tx.clone();

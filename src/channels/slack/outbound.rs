@@ -188,9 +188,10 @@ impl SlackChannel {
         text: &str,
         blocks: Vec<SlackBlock>,
     ) -> Result<(), DeliveryError> {
-        let (channel, ts) = thread.split_once(':').ok_or_else(|| {
+        let r = parse_ref(thread).ok_or_else(|| {
             DeliveryError::Permanent(format!("not a Slack message reference: {thread}"))
         })?;
+        let (channel, ts) = (r.channel, r.ts);
         self.pace(channel).await;
         let content = SlackMessageContent::new()
             .with_text(text.to_string())
@@ -244,10 +245,53 @@ fn map_error(e: SlackClientError) -> DeliveryError {
     }
 }
 
+/// A Slack message reference: `CHANNEL:TS`, or `CHANNEL:TS@PARENT` for a
+/// message posted inside a thread (burst), whose follow-ups go to the parent.
+struct MessageRef<'a> {
+    channel: &'a str,
+    ts: &'a str,
+    thread: &'a str,
+}
+
+fn parse_ref(r: &str) -> Option<MessageRef<'_>> {
+    let (channel, rest) = r.split_once(':')?;
+    let (ts, thread) = rest.split_once('@').unwrap_or((rest, rest));
+    Some(MessageRef {
+        channel,
+        ts,
+        thread,
+    })
+}
+
 #[async_trait]
 impl Channel for SlackChannel {
     fn name(&self) -> &str {
         NAME
+    }
+
+    async fn group_burst(&self, burst: &[&Outgoing]) -> Result<Vec<Option<String>>, DeliveryError> {
+        let mut by_route: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, m) in burst.iter().enumerate() {
+            if let Some(route) = self.route(m.data["n"]["kind"].as_str().unwrap_or("")) {
+                by_route.entry(route).or_default().push(i);
+            }
+        }
+        let mut out = vec![None; burst.len()];
+        for (channel, idx) in by_route {
+            if idx.len() < self.cfg.burst_threshold.max(2) {
+                continue;
+            }
+            let text = format!(
+                "{} notifications at once — each is in this thread, with its buttons.\n— {}",
+                idx.len(),
+                crate::notify::SIGNATURE
+            );
+            let parent = self.post(&channel, &text, None, None).await?;
+            for i in idx {
+                out[i] = Some(parent.clone());
+            }
+        }
+        Ok(out)
     }
 
     fn edits_messages(&self) -> bool {
@@ -256,12 +300,26 @@ impl Channel for SlackChannel {
 
     async fn deliver(&self, _id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         let kind = message.data["n"]["kind"].as_str().unwrap_or("");
+        let no_channel = || DeliveryError::Permanent("no Slack channel: set slack.channel".into());
         match message.kind {
             MessageKind::Notification => {
-                let channel = self.route(kind).ok_or_else(|| {
-                    DeliveryError::Permanent("no Slack channel: set slack.channel".into())
-                })?;
                 let blocks = self.blocks(message)?;
+                // Part of a burst: posted in the burst's thread.
+                if let Some(parent) = message.thread.as_deref().and_then(parse_ref) {
+                    let posted = self
+                        .post(
+                            parent.channel,
+                            &message.subject,
+                            Some(blocks),
+                            Some(parent.ts.to_string()),
+                        )
+                        .await?;
+                    let ts = posted.split_once(':').map(|(_, t)| t).unwrap_or_default();
+                    return Ok(Delivered {
+                        thread: Some(format!("{}:{ts}@{}", parent.channel, parent.ts)),
+                    });
+                }
+                let channel = self.route(kind).ok_or_else(no_channel)?;
                 let thread = self
                     .post(&channel, &message.subject, Some(blocks), None)
                     .await?;
@@ -281,16 +339,10 @@ impl Channel for SlackChannel {
                 Ok(Delivered::default())
             }
             MessageKind::Report => {
-                let (channel, ts) = match message.thread.as_deref().and_then(|t| t.split_once(':'))
-                {
-                    Some((c, t)) => (c.to_string(), Some(t.to_string())),
-                    None => (self.route(kind).unwrap_or_default(), None),
+                let (channel, ts) = match message.thread.as_deref().and_then(parse_ref) {
+                    Some(r) => (r.channel.to_string(), Some(r.thread.to_string())),
+                    None => (self.route(kind).ok_or_else(no_channel)?, None),
                 };
-                if channel.is_empty() {
-                    return Err(DeliveryError::Permanent(
-                        "no Slack channel: set slack.channel".into(),
-                    ));
-                }
                 self.post(&channel, message.body.trim(), None, ts).await?;
                 Ok(Delivered::default())
             }
