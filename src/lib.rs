@@ -11,12 +11,13 @@
 //! - [`actions`] and [`forge`] — what commands do, and the forge clients;
 //! - [`notify`] — templates → outbox → channel adapters, with retries;
 //! - [`store`] — the memory in sled, including the hash-chained audit log;
-//! - [`config`], [`identity`], [`metrics`], [`app`] — settings, people,
-//!   counters, and the wiring.
+//! - [`config`], [`identity`], [`metrics`], [`clock`], [`app`] — settings,
+//!   people, counters, time that tests can move, and the wiring.
 
 pub mod actions;
 pub mod app;
 pub mod channels;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod engine;
