@@ -119,11 +119,10 @@ fn strip_preamble(mut s: &str) -> &str {
                 .map(|(_, r)| r)
                 .unwrap_or("");
         } else {
-            let lower = s.to_lowercase();
             let mut stripped = false;
             for p in ["/qmoi", "!qmoi", "qmoi:", "qmoi,", "qmoi "] {
-                if lower.starts_with(p) {
-                    s = &s[p.len()..];
+                if let Some(rest) = strip_prefix_ascii_ci(s, p) {
+                    s = rest;
                     stripped = true;
                     break;
                 }
@@ -136,6 +135,15 @@ fn strip_preamble(mut s: &str) -> &str {
             return s;
         }
     }
+}
+
+/// `s` without `prefix` (ASCII, compared case-insensitively), measured on `s`
+/// itself: lowercasing first would change byte lengths (`İ` → `i̇` is 2 → 3
+/// bytes) and slice the original at an offset that is not a char boundary.
+fn strip_prefix_ascii_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// One token with its position, so `text` arguments keep what was written.
@@ -486,5 +494,21 @@ mod tests {
         ] {
             let _ = p(text);
         }
+    }
+
+    /// U+0130 lowercases to two chars (3 bytes): the preamble must be matched
+    /// on the original text, not cut at an offset measured on the lowercase.
+    #[test]
+    fn dotted_capital_i_does_not_panic() {
+        for text in [
+            "/qmoİ retry",
+            "qmoİ: retry",
+            "İ",
+            "/QMOİ",
+            "qmoi\u{130} retry",
+        ] {
+            let _ = p(text);
+        }
+        assert_eq!(p("/QMOI retry 3").map(|c| c.name), Ok("retry".to_string()));
     }
 }
