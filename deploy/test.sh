@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# tests/durability.rs checks the order of fsyncs and acknowledgements under strace.
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

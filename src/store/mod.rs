@@ -9,6 +9,7 @@
 //! keys are big-endian so trees iterate in order.
 
 mod audit;
+mod barrier;
 mod export;
 pub mod records;
 
@@ -51,6 +52,9 @@ pub enum StoreError {
     /// The flush task is gone (shutting down).
     #[error("memory flush failed: {0}")]
     Flush(String),
+    /// Opening our own descriptor on sled's files, or syncing one, failed.
+    #[error("memory sync: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Outcome of inserting a key only if absent.
@@ -65,9 +69,19 @@ type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
 struct Inner {
     db: sled::Db,
+    barrier: barrier::Barrier,
     flusher: OnceLock<mpsc::UnboundedSender<FlushWaiter>>,
     audit_tail: Mutex<Option<(u64, String)>>,
     flushes: std::sync::atomic::AtomicU64,
+}
+
+impl Inner {
+    /// One durability barrier, counted.
+    fn sync(&self) -> Result<(), String> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.barrier.sync(&self.db).map_err(|e| e.to_string())
+    }
 }
 
 /// Handle to the memory; cheap to clone.
@@ -147,9 +161,11 @@ impl Store {
             .path(dir)
             .flush_every_ms(Some(500))
             .open()?;
+        let barrier = barrier::Barrier::open(dir)?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
+                barrier,
                 flusher: OnceLock::new(),
                 audit_tail: Mutex::new(None),
                 flushes: std::sync::atomic::AtomicU64::new(0),
@@ -165,7 +181,7 @@ impl Store {
             }
             None => {
                 meta.insert("schema_version", &seq_key(SCHEMA_VERSION))?;
-                store.inner.db.flush()?;
+                store.flush_blocking()?;
             }
         }
         Ok(store)
@@ -195,9 +211,11 @@ impl Store {
         &self.inner.db
     }
 
-    /// Makes everything written so far durable. Concurrent callers share one
-    /// fsync: the first starts a flush, those arriving meanwhile wait for the
-    /// next one, which covers them all.
+    /// Makes everything written so far durable: sled's flush followed by a
+    /// real `fdatasync` of its files (see [`barrier`]). Concurrent callers
+    /// share one barrier: the first starts it, those arriving meanwhile wait
+    /// for the next one, which covers them all. Every acknowledgement qmoi
+    /// gives (HTTP 2xx, Slack ack, console answer, IMAP flag) waits on this.
     pub async fn durable(&self) -> Result<(), StoreError> {
         let tx = self.inner.flusher.get_or_init(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
@@ -211,17 +229,9 @@ impl Store {
                         waiters.push(w);
                     }
                     let res = match weak.upgrade() {
-                        Some(inner) => {
-                            inner
-                                .flushes
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            inner
-                                .db
-                                .flush_async()
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| e.to_string())
-                        }
+                        Some(inner) => tokio::task::spawn_blocking(move || inner.sync())
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string())),
                         None => Err("memory closed".to_string()),
                     };
                     for w in waiters {
@@ -250,8 +260,7 @@ impl Store {
 
     /// Synchronous flush, for command-line tools outside the runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        Ok(())
+        self.inner.sync().map_err(StoreError::Flush)
     }
 
     /// Next number of a named counter (1, 2, 3, …), atomically.

@@ -1,0 +1,352 @@
+//! Acknowledged means on stable storage, checked from outside the process:
+//! qmoi runs under `strace -f`, and for a sample of requests of each kind —
+//! GitLab webhooks, API events, API commands, signed Slack slash commands
+//! and console commands — every acknowledgement (an HTTP 2xx written to the
+//! socket, the console's answer written to stdout) must come after an
+//! `fdatasync`/`fsync` of sled's data file that *started after the request
+//! was read* and *finished before the answer was written*. sled's own
+//! flush (`sync_file_range`) does not count.
+//!
+//! Needs `strace` (deploy/test.sh installs it when missing).
+
+use qmoi::channels::slack::verify::sign;
+use qmoi::config::Secret;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOOK: &str = "durability-hook-secret";
+const API: &str = "durability-api-token";
+const SIGNING: &str = "durability-slack-signing";
+
+/// Webhooks, API events, API commands and Slack commands sent per kind.
+const PER_KIND: usize = 8;
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("qmoi.toml");
+    let text = format!(
+        r#"data_dir = "{data}"
+[server]
+listen = "127.0.0.1:0"
+[paths]
+backups = "{backups}"
+[gitlab]
+webhook_secret = "{HOOK}"
+[api]
+token = "{API}"
+[notify]
+channels = ["console", "slack"]
+[slack]
+bot_token = "xoxb-durability"
+signing_secret = "{SIGNING}"
+channel = "C0DUR"
+api_url = "http://127.0.0.1:9/api/"
+[[people]]
+name = "alice"
+roles = ["master"]
+[people.identities]
+slack = ["U0ALICE"]
+api = ["alice"]
+console = ["operator"]
+"#,
+        data = dir.join("data").display(),
+        backups = dir.join("qmoi-backups").display(),
+    );
+    std::fs::write(&file, text).expect("write config");
+    file
+}
+
+struct Traced {
+    child: Child,
+    base: String,
+    stdin: std::process::ChildStdin,
+    stdout: std::sync::mpsc::Receiver<String>,
+}
+
+fn start(dir: &Path, trace: &Path) -> Traced {
+    let mut child = Command::new("strace")
+        .args(["-f", "-y", "-s", "48", "-qq", "-o"])
+        .arg(trace)
+        .args([
+            "-e",
+            "trace=read,recvfrom,recvmsg,write,writev,sendto,sendmsg,fsync,fdatasync,sync_file_range",
+        ])
+        .arg(env!("CARGO_BIN_EXE_qmoi"))
+        .arg("--config")
+        .arg(config(dir))
+        .arg("serve")
+        .env("QMOI_LOG", "warn")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace is installed (deploy/test.sh installs it)");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("qmoi listening on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("qmoi announced its address");
+    let stdin = child.stdin.take().expect("stdin");
+    Traced {
+        child,
+        base,
+        stdin,
+        stdout: out_rx,
+    }
+}
+
+/// Types a console command and waits for its answer (the line starting
+/// with the console's arrow).
+fn console(bot: &mut Traced, line: &str) {
+    writeln!(bot.stdin, "{line}").expect("type");
+    bot.stdin.flush().expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = bot.stdout.recv_timeout(left).expect("console answered");
+        if got.starts_with('→') {
+            return;
+        }
+    }
+}
+
+fn job(id: u64) -> String {
+    json!({
+        "object_kind": "build", "ref": "main", "build_id": id, "build_name": format!("job-{id}"),
+        "build_stage": "test", "build_status": "failed", "build_allow_failure": false,
+        "build_failure_reason": "script_failure", "pipeline_id": id, "project_id": 380,
+        "project": { "id": 380, "path_with_namespace": "durable/project", "web_url": "http://gitlab.test/durable/project" }
+    })
+    .to_string()
+}
+
+async fn send_http(base: &str) {
+    // One connection per request keeps the trace easy to attribute.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    for i in 0..PER_KIND as u64 {
+        let r = http
+            .post(format!("{base}/hooks/gitlab"))
+            .header("X-Gitlab-Token", HOOK)
+            .header("X-Gitlab-Event", "Job Hook")
+            .header("X-Gitlab-Event-UUID", format!("dur-{i}"))
+            .header("content-type", "application/json")
+            .body(job(7000 + i))
+            .send()
+            .await
+            .expect("webhook");
+        assert!(r.status().is_success(), "webhook: {}", r.status());
+
+        let r = http
+            .post(format!("{base}/api/v1/events"))
+            .bearer_auth(API)
+            .json(&json!({"id": format!("dur-ev-{i}"), "kind": "forge_down", "platform": "gitlab", "project": format!("p{i}")}))
+            .send()
+            .await
+            .expect("event");
+        assert!(r.status().is_success(), "event: {}", r.status());
+
+        let r = http
+            .post(format!("{base}/api/v1/commands"))
+            .bearer_auth(API)
+            .json(&json!({"actor": "alice", "text": "status", "idempotency_key": format!("dur-cmd-{i}"), "wait": false}))
+            .send()
+            .await
+            .expect("command");
+        assert!(r.status().is_success(), "command: {}", r.status());
+
+        let body = serde_urlencoded::to_string([
+            ("team_id", "T0"),
+            ("channel_id", "C0DUR"),
+            ("user_id", "U0ALICE"),
+            ("command", "/qmoi"),
+            ("text", "status"),
+            ("response_url", "http://127.0.0.1:9/respond"),
+            ("trigger_id", &format!("dur-t-{i}")),
+        ])
+        .expect("form");
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let r = http
+            .post(format!("{base}/slack/commands"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", &ts)
+            .header(
+                "x-slack-signature",
+                sign(&Secret::new(SIGNING), &ts, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("slack");
+        assert!(r.status().is_success(), "slack: {}", r.status());
+    }
+}
+
+/// One system call as strace reported it, `<unfinished ...>` halves joined.
+struct Call {
+    name: String,
+    /// The annotated first argument, e.g. `12<TCP:[…]>` or `9</data/db>`.
+    fd: String,
+    /// Everything after the first argument.
+    rest: String,
+    ok: bool,
+    start: usize,
+    end: usize,
+}
+
+fn parse(trace: &str) -> Vec<Call> {
+    let mut pending: HashMap<&str, (String, usize)> = HashMap::new();
+    let mut calls = Vec::new();
+    for (i, line) in trace.lines().enumerate() {
+        let Some((pid, body)) = line.split_once(' ') else {
+            continue;
+        };
+        let body = body.trim_start();
+        if let Some(head) = body.strip_suffix("<unfinished ...>") {
+            pending.insert(pid, (head.to_string(), i));
+            continue;
+        }
+        let (text, start) = if let Some(resumed) = body.strip_prefix("<... ") {
+            let Some((_, tail)) = resumed.split_once("resumed>") else {
+                continue;
+            };
+            match pending.remove(pid) {
+                Some((head, start)) => (format!("{head}{tail}"), start),
+                None => continue,
+            }
+        } else {
+            (body.to_string(), i)
+        };
+        let Some((name, args)) = text.split_once('(') else {
+            continue;
+        };
+        let cut = args
+            .find(", ")
+            .or_else(|| args.find(')'))
+            .unwrap_or(args.len());
+        let (fd, rest) = (args[..cut].trim().to_string(), args[cut..].to_string());
+        let ok = text
+            .rsplit_once(" = ")
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('-'));
+        calls.push(Call {
+            name: name.to_string(),
+            fd,
+            rest,
+            ok,
+            start,
+            end: i,
+        });
+    }
+    calls
+}
+
+fn is_read(c: &Call) -> bool {
+    matches!(c.name.as_str(), "read" | "recvfrom" | "recvmsg")
+}
+
+fn is_write(c: &Call) -> bool {
+    matches!(c.name.as_str(), "write" | "writev" | "sendto" | "sendmsg")
+}
+
+/// For every acknowledgement, whether a real barrier of the data file sits
+/// between the request and the answer. Returns acks checked per kind and
+/// the violations.
+fn check(calls: &[Call], db: &str) -> (HashMap<String, usize>, Vec<String>) {
+    let barriers: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c.name.as_str(), "fdatasync" | "fsync") && c.ok && c.fd.ends_with(db))
+        .collect();
+    let covered =
+        |after: usize, before: usize| barriers.iter().any(|b| b.start > after && b.end < before);
+    let mut requests: HashMap<&str, (usize, String)> = HashMap::new();
+    let mut console_read: Option<(usize, String)> = None;
+    let mut checked: HashMap<String, usize> = HashMap::new();
+    let mut bad = Vec::new();
+    for c in calls {
+        let tcp = c.fd.contains("<TCP:") || c.fd.contains("<socket:");
+        if tcp && is_read(c) && c.ok {
+            if let Some(p) = c.rest.find("\"POST ").or_else(|| c.rest.find("\"GET ")) {
+                let path = c.rest[p + 1..].split(' ').nth(1).unwrap_or("").to_string();
+                requests.insert(&c.fd, (c.end, path));
+            }
+        } else if tcp && is_write(c) && c.rest.contains("HTTP/1.1 2") {
+            if let Some((read_at, path)) = requests.remove(c.fd.as_str()) {
+                *checked.entry(path.clone()).or_default() += 1;
+                if !covered(read_at, c.start) {
+                    bad.push(format!("{path}: 2xx at trace line {} without a barrier after the request (line {read_at})", c.start + 1));
+                }
+            }
+        } else if c.fd.starts_with("0<") && is_read(c) && c.ok && !c.rest.starts_with(", \"\"") {
+            console_read = Some((c.end, c.rest.chars().take(40).collect()));
+        } else if c.fd.starts_with("1<") && is_write(c) {
+            if let Some((read_at, what)) = console_read.take() {
+                *checked.entry("console".into()).or_default() += 1;
+                if !covered(read_at, c.start) {
+                    bad.push(format!("console {what}: answer at trace line {} without a barrier after the command (line {read_at})", c.start + 1));
+                }
+            }
+        }
+    }
+    (checked, bad)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledgement_follows_a_real_fsync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let trace = dir.path().join("strace.txt");
+    let mut bot = start(dir.path(), &trace);
+
+    // Console first: no notification is being printed yet, so the first
+    // line after each command is its answer.
+    for line in ["status", "history", "help status", "status", "history"] {
+        console(&mut bot, line);
+    }
+    send_http(&bot.base).await;
+
+    let _ = bot.child.kill();
+    let _ = bot.child.wait();
+    let text = std::fs::read_to_string(&trace).expect("trace written");
+    let calls = parse(&text);
+    let db = format!("{}>", dir.path().join("data").join("db").display());
+    let (checked, bad) = check(&calls, &db);
+    assert!(
+        bad.is_empty(),
+        "acknowledged before durable:\n{}",
+        bad.join("\n")
+    );
+    for (kind, want) in [
+        ("/hooks/gitlab", PER_KIND),
+        ("/api/v1/events", PER_KIND),
+        ("/api/v1/commands", PER_KIND),
+        ("/slack/commands", PER_KIND),
+        ("console", 5),
+    ] {
+        assert_eq!(
+            checked.get(kind).copied().unwrap_or(0),
+            want,
+            "acknowledgements checked for {kind}: {checked:?}"
+        );
+    }
+    // sled's own flush is still there, and is not what the check counted.
+    assert!(calls.iter().any(|c| c.name == "sync_file_range"));
+}
