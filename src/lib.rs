@@ -10,6 +10,8 @@
 //! - [`engine`] — authorize → deduplicate → decide once → run → record → report;
 //! - [`actions`] and [`forge`] — what commands do, and the forge clients;
 //! - [`notify`] — templates → outbox → channel adapters, with retries;
+//! - [`render`] — per-medium escaping, limits and message shapes: outside
+//!   content is made inert for each medium by construction;
 //! - [`store`] — the memory in sled, including the hash-chained audit log;
 //! - [`config`], [`identity`], [`metrics`], [`clock`], [`app`] — settings,
 //!   people, counters, time that tests can move, and the wiring.
@@ -27,5 +29,6 @@ pub mod identity;
 pub mod intake;
 pub mod metrics;
 pub mod notify;
+pub mod render;
 pub mod store;
 pub mod web;
