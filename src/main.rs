@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use qmoi::app::{self, ConsoleIo};
-use qmoi::config::{Config, Sources};
+use qmoi::config::{load_and_validate, Config, Sources, Validated};
 use qmoi::store::{self, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,9 +25,10 @@ struct Cli {
     /// Memory directory (overrides data_dir).
     #[arg(long, global = true)]
     data: Option<PathBuf>,
-    /// `.env` file read before the environment.
-    #[arg(long, global = true, default_value = ".env")]
-    env_file: PathBuf,
+    /// `.env` file read before the environment (default: `./.env` when it
+    /// exists; a file named here must exist).
+    #[arg(long, global = true)]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -116,19 +117,38 @@ enum MemoryCmd {
     },
 }
 
-fn load_config(cli: &Cli, listen: Option<SocketAddr>) -> Result<Config> {
-    let mut config = Config::load(&Sources {
+fn sources(cli: &Cli) -> Sources {
+    Sources {
         file: cli.config.clone(),
-        dotenv: Some(cli.env_file.clone()),
+        dotenv: Some(cli.env_file.clone().unwrap_or_else(|| ".env".into())),
+        dotenv_required: cli.env_file.is_some(),
         env: None,
-    })?;
-    if let Some(d) = &cli.data {
-        config.data_dir = d.clone();
     }
-    if let Some(l) = listen {
-        config.server.listen = l;
+}
+
+/// Command-line overrides of config keys.
+fn overrides(cli: &Cli, listen: Option<SocketAddr>) -> impl FnOnce(&mut Config) + '_ {
+    move |config: &mut Config| {
+        if let Some(d) = &cli.data {
+            config.data_dir = d.clone();
+        }
+        if let Some(l) = listen {
+            config.server.listen = l;
+        }
     }
+}
+
+/// The config for tools that only read it (no validation of channels).
+fn load_config(cli: &Cli, listen: Option<SocketAddr>) -> Result<Config> {
+    let mut config = Config::load(&sources(cli))?;
+    overrides(cli, listen)(&mut config);
     Ok(config)
+}
+
+/// The config `serve` and `config check` run with: loaded and validated by
+/// the one shared function, so both refuse the same configs.
+fn validated_config(cli: &Cli, listen: Option<SocketAddr>) -> Result<Validated> {
+    Ok(load_and_validate(&sources(cli), overrides(cli, listen))?)
 }
 
 fn init_logging() {
@@ -191,7 +211,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
-    let config = load_config(cli, listen)?;
+    let config = validated_config(cli, listen)?.config;
     let console = config.console.enabled.then(|| ConsoleIo {
         input: Box::new(BufReader::new(tokio::io::stdin())),
         output: Arc::new(Mutex::new(Box::new(tokio::io::stdout()))),
@@ -221,14 +241,13 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Prints the effective config and the same findings `serve` acts on.
 fn config_check(cli: &Cli) -> Result<()> {
-    let config = load_config(cli, None)?;
-    print!("{}", config.to_masked_toml());
-    for w in config.warnings() {
-        eprintln!("warning: {w}");
+    let checked = validated_config(cli, None)?;
+    print!("{}", checked.config.to_masked_toml());
+    for w in &checked.warnings {
+        eprintln!("{w}");
     }
-    qmoi::command::Registry::load(&config.paths.commands).context("command definitions")?;
-    qmoi::notify::Templates::load(&config.paths.templates).context("templates")?;
     eprintln!("config OK");
     Ok(())
 }

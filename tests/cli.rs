@@ -203,7 +203,15 @@ fn export_then_import_round_trips() {
 #[test]
 fn shipped_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/qmoi.example.toml");
-    let (ok, out, err) = qmoi(&["config", "check", "--config", example], &[]);
+    // Secrets come from the environment (or systemd credentials), never the file.
+    let secrets = [
+        ("QMOI_EMAIL__TOKEN_SECRET", "reply-token-key"),
+        ("QMOI_EMAIL__SMTP_PASSWORD", "smtp-pw"),
+        ("QMOI_EMAIL__IMAP_PASSWORD", "imap-pw"),
+    ];
+    let (ok, out, err) = qmoi(&["config", "check", "--config", example], &secrets);
     assert!(ok, "{err}");
+    let (ok, _, err) = qmoi(&["config", "check", "--config", example], &[]);
+    assert!(!ok && err.contains("email.token_secret"), "{err}");
     assert!(out.contains("[[people]]"), "{out}");
 }

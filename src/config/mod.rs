@@ -7,9 +7,14 @@
 //! The defaults alone make a working bot: memory in `./qmoi-data`, HTTP on
 //! 127.0.0.1:8080 and the console channel, whose operator is the master.
 
+pub mod dotenv;
+pub mod origin;
 mod secret;
+pub mod validate;
 
+pub use origin::{Origin, Origins};
 pub use secret::{Secret, MASK};
+pub use validate::{load_and_validate, Finding, Level, Validated};
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
@@ -21,15 +26,46 @@ use std::path::PathBuf;
 /// Prefix of every environment variable qmoi reads.
 pub const ENV_PREFIX: &str = "QMOI_";
 
-/// Why a configuration could not be loaded; always names the offending key.
+/// Why a configuration could not be loaded. Every variant names the file,
+/// line or key, and none of them ever contains a secret's value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file named with `--config`/`QMOI_CONFIG` does not exist.
     #[error("config file {0} does not exist")]
     Missing(PathBuf),
-    /// A key has the wrong type, an unknown name or a bad value.
+    /// The `.env` file given with `--env-file` does not exist.
+    #[error("env file {0} does not exist (given with --env-file)")]
+    EnvFileMissing(PathBuf),
+    /// A file exists but cannot be read (permissions, not UTF-8, …).
+    #[error("cannot read {path}: {reason}", path = path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The config file is not valid TOML; the offending line is not echoed.
+    #[error("{path}:{line}:{column}: TOML syntax error: {message}", path = path.display())]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message, without the source line.
+        message: String,
+    },
+    /// The `.env` file has a line qmoi cannot read.
+    #[error(transparent)]
+    DotEnv(#[from] dotenv::DotenvError),
+    /// Keys with the wrong type, unknown names or values that would make a
+    /// feature silently not work; warnings may be mixed in.
+    #[error("{}", .0.iter().filter(|f| f.level == Level::Error).map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Finding>),
+    /// Command definitions or templates could not be loaded.
     #[error("{0}")]
-    Invalid(String),
+    Other(String),
 }
 
 /// The whole effective configuration of one qmoi process.
@@ -121,28 +157,6 @@ impl Default for SlackConfig {
 }
 
 impl SlackConfig {
-    /// What is missing for the Slack channel, naming the variables.
-    pub fn problems(&self) -> Vec<String> {
-        let unset = |s: &Option<Secret>| s.as_ref().is_none_or(Secret::is_empty);
-        let mut p = Vec::new();
-        if unset(&self.bot_token) {
-            p.push("slack channel is off: set QMOI_SLACK__BOT_TOKEN (slack.bot_token)".into());
-        }
-        if self.channel.is_empty() && self.routes.is_empty() {
-            p.push("slack has nowhere to post: set QMOI_SLACK__CHANNEL (slack.channel) to a channel ID".into());
-        }
-        match self.mode {
-            SlackMode::Http if unset(&self.signing_secret) => p.push(
-                "slack requests are all refused: set QMOI_SLACK__SIGNING_SECRET (slack.signing_secret)".into(),
-            ),
-            SlackMode::Socket if unset(&self.app_token) => p.push(
-                "slack Socket Mode cannot connect: set QMOI_SLACK__APP_TOKEN (slack.app_token)".into(),
-            ),
-            _ => {}
-        }
-        p
-    }
-
     /// Whether outbound messages can be sent.
     pub fn usable(&self) -> bool {
         self.bot_token.as_ref().is_some_and(|t| !t.is_empty())
@@ -448,52 +462,71 @@ impl Default for EngineConfig {
 pub struct Sources {
     /// The TOML file, if any.
     pub file: Option<PathBuf>,
-    /// A `.env` file to read before the environment (ignored when missing).
+    /// A `.env` file to read before the environment.
     pub dotenv: Option<PathBuf>,
+    /// A missing `dotenv` file is an error (it was named explicitly).
+    pub dotenv_required: bool,
     /// Environment variables to apply; `None` means the process environment.
     pub env: Option<Vec<(String, String)>>,
 }
 
 impl Config {
     /// Loads defaults, then the file, then `.env`, then the environment.
+    /// Only type and name errors are reported here; the relations between
+    /// keys are [`validate`]'s job.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        Ok(Config::load_traced(sources)?.0)
+    }
+
+    /// Like [`Config::load`], also returning where each value came from.
+    pub fn load_traced(sources: &Sources) -> Result<(Config, Origins), ConfigError> {
+        let mut origins = Origins::default();
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = &sources.file {
-            if !file.exists() {
-                return Err(ConfigError::Missing(file.clone()));
-            }
-            fig = fig.merge(Toml::file_exact(file));
+            let text = read_text(file, ConfigError::Missing(file.clone()))?;
+            let doc = toml_edit::ImDocument::parse(text.clone())
+                .map_err(|e| syntax_error(file, &text, &e))?;
+            origins.set_file(file, doc);
+            fig = fig.merge(Toml::string(&text));
         }
-        let mut vars: Vec<(String, String)> = Vec::new();
+        let mut vars: Vec<(String, String, Origin)> = Vec::new();
         if let Some(path) = &sources.dotenv {
-            if let Ok(iter) = dotenvy::from_path_iter(path) {
-                for item in iter {
-                    let (k, v) =
-                        item.map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
-                    vars.push((k, v));
-                }
+            match read_text(path, ConfigError::EnvFileMissing(path.clone())) {
+                Ok(text) => vars.extend(dotenv::parse(path, &text)?.into_iter().map(|a| {
+                    let origin = Origin::DotEnv {
+                        path: path.clone(),
+                        line: a.line,
+                        var: a.key.clone(),
+                    };
+                    (a.key, a.value, origin)
+                })),
+                Err(ConfigError::EnvFileMissing(_)) if !sources.dotenv_required => {}
+                Err(e) => return Err(e),
             }
         }
-        match &sources.env {
-            Some(env) => vars.extend(env.iter().cloned()),
-            None => vars.extend(std::env::vars()),
-        }
+        let env = match &sources.env {
+            Some(env) => env.clone(),
+            None => std::env::vars().collect(),
+        };
+        vars.extend(env.into_iter().map(|(k, v)| {
+            let origin = Origin::Env { var: k.clone() };
+            (k, v, origin)
+        }));
         // Later entries win: the real environment overrides `.env`.
-        let merged: BTreeMap<String, String> = vars
+        let merged: BTreeMap<String, (String, Origin)> = vars
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !is_cli_only_var(k))
+            .filter(|(k, _, _)| k.starts_with(ENV_PREFIX) && !is_cli_only_var(k))
+            .map(|(k, v, o)| (k, (v, o)))
             .collect();
         // Figment's Env provider reads the process environment; an explicit
         // list lets tests and `.env` work without mutating global state.
         let mut fig_env = Figment::new();
-        for (k, v) in &merged {
+        for (k, (v, origin)) in &merged {
             let key = k[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
+            origins.set_var(&key, origin.clone());
             // Secrets stay exactly as written; other values may be numbers,
             // booleans or lists (`QMOI_NOTIFY__CHANNELS='["console","email"]'`).
-            let secret = ["token", "secret", "password"]
-                .iter()
-                .any(|s| key.ends_with(s));
-            let value: figment::value::Value = if secret {
+            let value: figment::value::Value = if is_secret_key(&key) {
                 figment::value::Value::from(v.clone())
             } else {
                 v.parse()
@@ -505,86 +538,28 @@ impl Config {
         let config: Config = fig.extract().map_err(|e| {
             ConfigError::Invalid(
                 e.into_iter()
-                    .map(|e| describe_figment_error(&e))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                    .map(|e| describe_figment_error(&e, &origins))
+                    .collect(),
             )
         })?;
-        config.validate()?;
-        Ok(config)
+        Ok((config, origins))
     }
 
-    /// Checks relations between keys that types alone cannot express.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut names = std::collections::HashSet::new();
-        for (i, p) in self.people.iter().enumerate() {
-            if p.name.trim().is_empty() {
-                return Err(ConfigError::Invalid(format!("people[{i}].name is empty")));
-            }
-            if !names.insert(p.name.to_lowercase()) {
-                return Err(ConfigError::Invalid(format!(
-                    "people[{i}].name: '{}' appears twice",
-                    p.name
-                )));
-            }
-        }
-        for (key, url) in [
-            ("gitlab.url", &self.gitlab.url),
-            ("gitlab.mirror_url", &self.gitlab.mirror_url),
-        ] {
-            if let Some(u) = url {
-                if reqwest::Url::parse(u).is_err() {
-                    return Err(ConfigError::Invalid(format!(
-                        "{key}: '{u}' is not a URL (expected e.g. https://gitlab.example.com)"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Startup warnings: what is off and exactly which variable turns it on.
+    /// Startup warnings: what is off and exactly which key turns it on.
+    /// (The same findings `config check` prints, without their origins.)
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
-        let unset = |s: &Option<Secret>| s.as_ref().is_none_or(Secret::is_empty);
-        if unset(&self.gitlab.webhook_secret) {
-            w.push("GitLab webhooks are off: /hooks/gitlab answers 401 until QMOI_GITLAB__WEBHOOK_SECRET (gitlab.webhook_secret) is set".into());
-        }
-        if self.gitlab.url.is_none() || unset(&self.gitlab.token) {
-            w.push("GitLab actions are off: set QMOI_GITLAB__URL (gitlab.url) and QMOI_GITLAB__TOKEN (gitlab.token) to retry jobs and merge fixes".into());
-        }
-        if self.gitlab.mirror_url.is_none() {
-            w.push("failover is off: set QMOI_GITLAB__MIRROR_URL (gitlab.mirror_url) to name the mirror that takes over".into());
-        }
-        if unset(&self.github.webhook_secret) {
-            w.push("GitHub webhooks are off: /hooks/github answers 401 until QMOI_GITHUB__WEBHOOK_SECRET (github.webhook_secret) is set".into());
-        }
-        if unset(&self.github.token) {
-            w.push("GitHub re-runs are off: set QMOI_GITHUB__TOKEN (github.token) so `retry` works on GitHub notifications".into());
-        }
-        if unset(&self.api.token) {
-            w.push(
-                "the HTTP API is off: /api/v1 answers 401 until QMOI_API__TOKEN (api.token) is set"
-                    .into(),
-            );
-        }
-        if self.notify.channels.iter().any(|c| c == "email") {
-            w.extend(self.email.problems());
-            if self.email.insecure_skip_sender_auth {
-                w.push("DANGER: email.insecure_skip_sender_auth is on — anyone who can forge a From header and holds a reply token can run commands. Development only.".into());
-            }
-        }
-        if self.notify.channels.iter().any(|c| c == "slack") {
-            w.extend(self.slack.problems());
-        }
-        for ch in ["email", "slack", "discord"] {
-            if !self.notify.channels.iter().any(|c| c == ch) {
-                w.push(format!(
-                    "{ch} channel is off: add \"{ch}\" to notify.channels (QMOI_NOTIFY__CHANNELS) and configure [{ch}] to enable it"
-                ));
-            }
-        }
-        w
+        let Ok((commands, _)) = crate::command::Registry::load(&self.paths.commands) else {
+            return Vec::new();
+        };
+        let origins = Origins::default();
+        validate::validate(&validate::Input {
+            config: self,
+            origins: &origins,
+            commands: &commands,
+        })
+        .into_iter()
+        .map(|f| format!("{}: {}", f.key, f.message))
+        .collect()
     }
 
     /// The effective configuration as TOML, secrets masked.
@@ -594,37 +569,6 @@ impl Config {
 }
 
 impl EmailConfig {
-    /// What is missing for the email channel to work, naming the variables.
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        let unset = |s: &Option<Secret>| s.as_ref().is_none_or(Secret::is_empty);
-        if !self.address.contains('@') {
-            p.push(
-                "email channel is off: set QMOI_EMAIL__ADDRESS (email.address), qmoi's mailbox"
-                    .into(),
-            );
-        }
-        if unset(&self.token_secret) {
-            p.push("email channel is off: set QMOI_EMAIL__TOKEN_SECRET (email.token_secret) to sign reply tokens".into());
-        }
-        if !self.imap_username.is_empty() && unset(&self.imap_password) {
-            p.push(
-                "email replies are not read: set QMOI_EMAIL__IMAP_PASSWORD (email.imap_password)"
-                    .into(),
-            );
-        }
-        if !self.smtp_username.is_empty() && unset(&self.smtp_password) {
-            p.push("email cannot be sent with AUTH: set QMOI_EMAIL__SMTP_PASSWORD (email.smtp_password)".into());
-        }
-        if self.trusted_authserv_ids.is_empty()
-            && self.trusted_mta.is_empty()
-            && !self.insecure_skip_sender_auth
-        {
-            p.push("email replies will all be refused: set email.trusted_authserv_ids (QMOI_EMAIL__TRUSTED_AUTHSERV_IDS) or email.trusted_mta (QMOI_EMAIL__TRUSTED_MTA) so qmoi can tell a real sender from a forged one".into());
-        }
-        p
-    }
-
     /// Whether enough is configured to run the channel.
     pub fn usable(&self) -> bool {
         self.address.contains('@') && self.token_secret.as_ref().is_some_and(|s| !s.is_empty())
@@ -636,21 +580,132 @@ fn is_cli_only_var(k: &str) -> bool {
     matches!(k, "QMOI_CONFIG" | "QMOI_LOG")
 }
 
-fn describe_figment_error(e: &figment::Error) -> String {
+/// Whether a dotted key holds a secret (its value is never shown).
+pub fn is_secret_key(key: &str) -> bool {
+    ["token", "secret", "password"]
+        .iter()
+        .any(|s| key.ends_with(s))
+}
+
+/// Reads a config or `.env` file, naming it in every error.
+fn read_text(path: &std::path::Path, missing: ConfigError) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing),
+        Err(e) => Err(ConfigError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// A TOML syntax error as file:line:column and the parser's message —
+/// never the offending line, which may hold a secret.
+fn syntax_error(path: &std::path::Path, text: &str, e: &toml_edit::TomlError) -> ConfigError {
+    let at = e.span().map_or(0, |s| s.start);
+    let line = origin::line_of(text, at);
+    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..at.min(text.len())].chars().count() + 1;
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// What kind of value serde saw, without the value itself.
+fn kind_of(a: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual as A;
+    match a {
+        A::Bool(_) => "a boolean",
+        A::Unsigned(_) | A::Signed(_) => "an integer",
+        A::Float(_) => "a number",
+        A::Char(_) | A::Str(_) => "a string",
+        A::Bytes(_) => "bytes",
+        A::Unit | A::Option => "nothing",
+        A::Seq => "an array",
+        A::Map => "a table",
+        _ => "a value of another kind",
+    }
+}
+
+/// One figment error as a finding: the full key, where its value came from,
+/// and a message that shows a value only when the key is not a secret.
+fn describe_figment_error(e: &figment::Error, origins: &Origins) -> Finding {
+    use figment::error::{Actual, Kind};
     let path = e.path.join(".");
-    let env_name = if path.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " (env {}{})",
-            ENV_PREFIX,
-            path.to_uppercase().replace('.', "__")
-        )
+    let (key, message) = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            // figment's path already ends with the unknown field.
+            let parent = match e.path.split_last() {
+                Some((last, parent)) if last == field => parent.join("."),
+                _ => path.clone(),
+            };
+            let key = if parent.is_empty() {
+                field.clone()
+            } else {
+                format!("{parent}.{field}")
+            };
+            let place = if parent.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in [{parent}]")
+            };
+            let hint = validate::suggestion(field, expected.iter().copied());
+            let hint = if hint.is_empty() {
+                format!(" (known: {})", expected.join(", "))
+            } else {
+                hint
+            };
+            (key, format!("unknown key '{field}' {place}{hint}"))
+        }
+        Kind::UnknownVariant(v, expected) => {
+            (path.clone(), validate::unknown("value", v, expected))
+        }
+        Kind::InvalidType(actual, expected) => (
+            path.clone(),
+            format!("expected {expected}, found {}", kind_of(actual)),
+        ),
+        Kind::InvalidValue(Actual::Str(v), expected) if !is_secret_key(&path) => (
+            path.clone(),
+            format!("'{v}' is not valid: expected {expected}"),
+        ),
+        Kind::InvalidValue(actual, expected) => (
+            path.clone(),
+            format!("invalid {}: expected {expected}", kind_of(actual)),
+        ),
+        Kind::MissingField(f) => (
+            if path.is_empty() {
+                f.to_string()
+            } else {
+                format!("{path}.{f}")
+            },
+            "is required".to_string(),
+        ),
+        Kind::Message(_) if is_secret_key(&path) => {
+            (path.clone(), "is not a valid secret value".to_string())
+        }
+        other => (path.clone(), other.to_string()),
     };
-    if path.is_empty() {
-        format!("{}", e.kind)
+    let key = if key.is_empty() {
+        "(config)".to_string()
     } else {
-        format!("{path}{env_name}: {}", e.kind)
+        key
+    };
+    let origin = origins.of(&key);
+    Finding {
+        level: Level::Error,
+        key,
+        message,
+        origin,
     }
 }
 
@@ -659,7 +714,7 @@ mod tests {
     use super::*;
 
     fn load(env: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(|e| ConfigError::Other(e.to_string()))?;
         let file = file.map(|text| {
             let p = dir.path().join("qmoi.toml");
             std::fs::write(&p, text).ok();
@@ -667,12 +722,12 @@ mod tests {
         });
         Config::load(&Sources {
             file,
-            dotenv: None,
             env: Some(
                 env.iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             ),
+            ..Sources::default()
         })
     }
 
