@@ -7,10 +7,11 @@
 //! an idempotency key that makes a redelivery harmless. Channels stop here;
 //! everything after — parsing, authorization, running — is the engine's.
 
+mod grammar;
 mod parse;
 mod spec;
 
-pub use parse::{parse_duration, ArgValue, ParseError, Parsed};
+pub use parse::{parse_duration, ArgValue, ParseError, Parsed, Unsure};
 pub use spec::{ArgKind, ArgSpec, CommandSpec, Registry, RegistryError};
 
 use chrono::{DateTime, Utc};
