@@ -25,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod forge;
+pub mod fuzz;
 pub mod identity;
 pub mod intake;
 pub mod metrics;

@@ -187,8 +187,15 @@ struct Token<'a> {
 
 impl Token<'_> {
     /// Carries a question mark (`approve?`, `¿aprobar`, full-width `？`).
+    /// Only at the word's edges: `K?7Q2` is a code, `approve?!` a question.
     fn asks(&self) -> bool {
-        self.word.contains(['?', '¿', '？'])
+        let edge = self
+            .word
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| !c.is_alphanumeric())
+            .any(|(_, c)| matches!(c, '?' | '？'));
+        edge || self.word.starts_with('¿')
     }
 
     /// Punctuation or emoji only (`👍`, `—`, `!!`).

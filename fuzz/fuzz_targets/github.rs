@@ -1,0 +1,5 @@
+#![no_main]
+//! See qmoi::fuzz::targets::github for the properties checked.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| qmoi::fuzz::targets::github(data));
