@@ -320,7 +320,7 @@ fn email_trim(files: &[PathBuf]) -> Result<()> {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let t = qmoi::channels::email::reply::trim(&text);
-                let line = serde_json::json!({ "file": f.display().to_string(), "reply": t.reply });
+                let line = serde_json::json!({ "file": f.display().to_string(), "reply": t.reply, "elided": t.elided });
                 writeln!(out, "{line}")?;
             }
             Err(e) => {
