@@ -119,9 +119,9 @@ impl Intake {
     /// Processes queued events until the queue closes; first re-queues any
     /// event stored but not processed before a restart.
     pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
-        match self.store.all::<StoredEvent>(trees::EVENTS) {
-            Ok(all) => {
-                for (_, e) in all.into_iter().filter(|(_, e)| !e.processed) {
+        match self.store.unprocessed_events() {
+            Ok(pending) => {
+                for e in pending {
                     let _ = self.queue.send(e.event.id);
                 }
             }
@@ -283,7 +283,7 @@ impl Intake {
     /// A passing pipeline on the project and ref where a fix was applied
     /// confirms that fix ("fixed by !45 last time, pipeline then passed").
     fn verify_fixes(&self, event: &Event) -> Result<(), StoreError> {
-        for (key, mut h) in self.store.all::<SignatureHistory>(trees::SIGNATURES)? {
+        for (key, mut h) in self.store.unverified_fixes(&event.project.path)? {
             let Some(fix) = &mut h.last_fix else { continue };
             if fix.verified
                 || h.project != event.project.path

@@ -1,7 +1,7 @@
 //! Read-only commands: help, status, history.
 
 use super::{Action, ActionContext, ActionError, Outcome};
-use crate::store::{trees, AuditRecord, DecisionStatus, Notification};
+use crate::store::Notification;
 use async_trait::async_trait;
 use std::fmt::Write;
 
@@ -107,23 +107,11 @@ impl Action for Status {
             }
             return Ok(Outcome::text(out));
         }
-        let mut open = Vec::new();
-        for (_, n) in store
-            .all::<Notification>(trees::NOTIFICATIONS)?
-            .into_iter()
-            .rev()
-        {
-            let decided = store
-                .decisions_for(n.id)?
-                .iter()
-                .any(|d| d.status == DecisionStatus::Succeeded && d.question != "ack");
-            if !decided && !n.answers.is_empty() {
-                open.push(describe(&n));
-            }
-            if open.len() >= 10 {
-                break;
-            }
-        }
+        let open: Vec<String> = store
+            .open_notifications(None, 10)?
+            .iter()
+            .map(describe)
+            .collect();
         let mut out = format!(
             "GitLab: {} forge active{}.\n",
             ctx.services.forges.active("gitlab"),
@@ -167,55 +155,49 @@ const HISTORY_KINDS: &[&str] = &[
 #[async_trait]
 impl Action for History {
     async fn run(&self, ctx: &ActionContext<'_>) -> Result<Outcome, ActionError> {
-        let tree = ctx.services.store.tree(trees::AUDIT)?;
         let subject = ctx.notification.map(|n| format!("#{}", n.id));
-        let mut lines = Vec::new();
-        for item in tree.iter().rev() {
-            let (_, v) = item.map_err(crate::store::StoreError::from)?;
-            let Ok(r) = serde_json::from_slice::<AuditRecord>(&v) else {
-                continue;
-            };
-            if !HISTORY_KINDS.contains(&r.kind.as_str())
-                || subject.as_ref().is_some_and(|s| *s != r.subject)
-            {
-                continue;
-            }
-            // Reading (status, help, history) is not history.
+        let registry = &ctx.services.registry;
+        // Entries that can never be history (other kinds, read-only
+        // commands: reading is not history) leave the index as they are met.
+        let records = ctx.services.store.history(subject.as_deref(), 10, |hit| {
+            let r = &hit.value;
             let command = r
                 .detail
                 .trim_start_matches('"')
                 .split([' ', ':', '"'])
                 .next()
                 .unwrap_or("");
-            if ctx
-                .services
-                .registry
+            let read_only = registry
                 .parse(command)
                 .ok()
-                .and_then(|p| ctx.services.registry.get(&p.name).map(|s| s.read_only))
-                .unwrap_or(false)
-            {
-                continue;
+                .and_then(|p| registry.get(&p.name).map(|s| s.read_only))
+                .unwrap_or(false);
+            let wanted = HISTORY_KINDS.contains(&r.kind.as_str()) && !read_only;
+            if !wanted {
+                hit.drop_entry()?;
             }
-            lines.push(format!(
-                "  {} {:<30} {:<5} by {} via {}: {}",
-                r.at.format("%m-%d %H:%M"),
-                r.kind,
-                r.subject,
-                r.actor.as_deref().unwrap_or("?"),
-                r.channel.as_deref().unwrap_or("?"),
-                r.detail
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(160)
-                    .collect::<String>()
-            ));
-            if lines.len() >= 10 {
-                break;
-            }
-        }
+            Ok(wanted)
+        })?;
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| {
+                format!(
+                    "  {} {:<30} {:<5} by {} via {}: {}",
+                    r.at.format("%m-%d %H:%M"),
+                    r.kind,
+                    r.subject,
+                    r.actor.as_deref().unwrap_or("?"),
+                    r.channel.as_deref().unwrap_or("?"),
+                    r.detail
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(160)
+                        .collect::<String>()
+                )
+            })
+            .collect();
         if lines.is_empty() {
             return Ok(Outcome::text("No commands yet."));
         }

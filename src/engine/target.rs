@@ -8,7 +8,7 @@
 
 use super::Engine;
 use crate::command::{Command, CommandSpec, Parsed};
-use crate::store::{trees, DecisionStatus, Notification, StoreError};
+use crate::store::{Notification, StoreError};
 
 /// A thread value meaning "the whole channel": the sender sees everything
 /// posted there (a console, a direct message), so it names no notification
@@ -52,26 +52,8 @@ pub(super) fn resolve(
         return Ok(Ok(None));
     }
     // The most recent notification that offers this command and whose
-    // question is still open.
-    let tree = store.tree(trees::NOTIFICATIONS)?;
-    for item in tree.iter().rev() {
-        let (_, v) = item?;
-        let Ok(n) = serde_json::from_slice::<Notification>(&v) else {
-            continue;
-        };
-        if !n.answers.iter().any(|a| a == &spec.name) {
-            continue;
-        }
-        if let Some(q) = &spec.decides {
-            if let Some(d) = store.decision(n.id, q)? {
-                if matches!(
-                    d.status,
-                    DecisionStatus::Succeeded | DecisionStatus::Running
-                ) {
-                    continue;
-                }
-            }
-        }
+    // question is still open (an index read, not a scan).
+    if let Some(n) = store.latest_awaiting(&spec.name, spec.decides.as_deref())? {
         return Ok(Ok(Some(n)));
     }
     if required {

@@ -504,10 +504,7 @@ async fn deliver_one(
             }
             item.status = OutboxStatus::Sent;
             item.last_error = None;
-            store
-                .tree(trees::OUTBOX)?
-                .remove(seq_key(item.id))
-                .map_err(StoreError::from)?;
+            store.remove(trees::OUTBOX, &seq_key(item.id))?;
             Ok(true)
         }
         Err(e) => {
@@ -542,10 +539,7 @@ async fn deliver_one(
             if item.status == OutboxStatus::Failed {
                 // Kept for operators, out of the worker's way.
                 store.put(trees::OUTBOX_FAILED, &seq_key(item.id), &item)?;
-                store
-                    .tree(trees::OUTBOX)?
-                    .remove(seq_key(item.id))
-                    .map_err(StoreError::from)?;
+                store.remove(trees::OUTBOX, &seq_key(item.id))?;
             } else {
                 store.put(trees::OUTBOX, &seq_key(item.id), &item)?;
             }

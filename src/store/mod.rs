@@ -11,16 +11,20 @@
 mod audit;
 mod barrier;
 mod export;
+mod index;
+mod indexes;
 pub mod records;
 
 pub use audit::{verify_chain, AuditEntry, AuditError};
 pub use export::{export_jsonl, import_jsonl, ExportError};
+pub use index::{IndexDef, IndexHit, Order, TermsFn, INDEX_PREFIX};
+pub use indexes::names as index_names;
 pub use records::*;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, oneshot};
 
 /// Version of the record layout; bumped when old data needs a migration.
@@ -73,6 +77,7 @@ struct Inner {
     flusher: OnceLock<mpsc::UnboundedSender<FlushWaiter>>,
     audit_tail: Mutex<Option<(u64, String)>>,
     flushes: std::sync::atomic::AtomicU64,
+    indexes: RwLock<Vec<IndexDef>>,
 }
 
 impl Inner {
@@ -169,6 +174,7 @@ impl Store {
                 flusher: OnceLock::new(),
                 audit_tail: Mutex::new(None),
                 flushes: std::sync::atomic::AtomicU64::new(0),
+                indexes: RwLock::new(Vec::new()),
             }),
         };
         let meta = store.tree(trees::META)?;
@@ -183,6 +189,9 @@ impl Store {
                 meta.insert("schema_version", &seq_key(SCHEMA_VERSION))?;
                 store.flush_blocking()?;
             }
+        }
+        for def in indexes::BUILTIN {
+            store.register_index(*def)?;
         }
         Ok(store)
     }
@@ -289,8 +298,17 @@ impl Store {
     /// Writes a JSON record.
     pub fn put<T: Serialize>(&self, tree: &str, key: &[u8], value: &T) -> Result<(), StoreError> {
         let bytes = encode(tree, key, value)?;
-        self.tree(tree)?.insert(key, bytes)?;
+        self.index_before(tree, key, Some(&bytes))?;
+        let old = self.tree(tree)?.insert(key, bytes.as_slice())?;
+        self.index_after(tree, key, old.as_deref(), Some(&bytes))?;
         Ok(())
+    }
+
+    /// Removes a record (and its index entries); returns whether it existed.
+    pub fn remove(&self, tree: &str, key: &[u8]) -> Result<bool, StoreError> {
+        let old = self.tree(tree)?.remove(key)?;
+        self.index_after(tree, key, old.as_deref(), None)?;
+        Ok(old.is_some())
     }
 
     /// Inserts only if the key is absent — the primitive behind "exactly
@@ -302,10 +320,12 @@ impl Store {
         value: &T,
     ) -> Result<Claim<T>, StoreError> {
         let bytes = encode(tree, key, value)?;
-        match self
-            .tree(tree)?
-            .compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?
-        {
+        self.index_before(tree, key, Some(&bytes))?;
+        match self.tree(tree)?.compare_and_swap(
+            key,
+            None as Option<&[u8]>,
+            Some(bytes.as_slice()),
+        )? {
             Ok(()) => Ok(Claim::Won),
             Err(cas) => match cas.current {
                 Some(cur) => Ok(Claim::Taken(decode(tree, key, &cur)?)),
@@ -326,10 +346,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let old = encode(tree, key, expected)?;
         let new = encode(tree, key, new)?;
-        Ok(self
+        self.index_before(tree, key, Some(&new))?;
+        let swapped = self
             .tree(tree)?
-            .compare_and_swap(key, Some(old), Some(new))?
-            .is_ok())
+            .compare_and_swap(key, Some(old.as_slice()), Some(new.as_slice()))?
+            .is_ok();
+        if swapped {
+            self.index_after(tree, key, Some(&old), Some(&new))?;
+        }
+        Ok(swapped)
     }
 
     /// Read-modify-write of a JSON record; `f` returns `None` to leave it.
@@ -349,7 +374,11 @@ impl Store {
                 return Ok(None);
             };
             let bytes = encode(tree, key, &next)?;
-            if t.compare_and_swap(key, current, Some(bytes))?.is_ok() {
+            self.index_before(tree, key, Some(&bytes))?;
+            if t.compare_and_swap(key, current.as_ref(), Some(bytes.as_slice()))?
+                .is_ok()
+            {
+                self.index_after(tree, key, current.as_deref(), Some(&bytes))?;
                 return Ok(Some(next));
             }
         }
