@@ -8,8 +8,10 @@
 use crate::actions::{ActionRegistry, Services};
 use crate::channels::console::{self, ConsoleChannel, Output};
 use crate::channels::{email, slack};
+use crate::clock::{SharedClock, SystemClock};
 use crate::command::Registry;
 use crate::config::Config;
+use crate::effects::Ledger;
 use crate::engine::Engine;
 use crate::forge::Forges;
 use crate::identity::Directory;
@@ -75,8 +77,18 @@ impl Running {
     }
 }
 
-/// Builds and starts everything.
+/// Builds and starts everything, on the system clock.
 pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Result<Running> {
+    start_with_clock(config, console_io, SystemClock::shared()).await
+}
+
+/// Builds and starts everything; timers that tests need to move (the
+/// reconciliation backoff) read `clock`.
+pub async fn start_with_clock(
+    config: Config,
+    console_io: Option<ConsoleIo>,
+    clock: SharedClock,
+) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("opening memory in {}", config.data_dir.display()))?;
@@ -126,6 +138,7 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
         store: store.clone(),
         registry: registry.clone(),
         forges: forges.clone(),
+        ledger: Ledger::new(store.clone(), clock.clone()),
     });
     let engine = Engine::new(
         store.clone(),
@@ -139,14 +152,16 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
         metrics.clone(),
     )
     .map_err(anyhow::Error::msg)?;
-    let interrupted = engine
+    // Before anything else runs: every running or pending effect is
+    // reconciled (its decision resumed through the ledger).
+    let resumed = engine
         .recover()
         .await
-        .context("recovering interrupted actions")?;
-    if interrupted > 0 {
+        .context("resuming interrupted actions")?;
+    if resumed > 0 {
         tracing::warn!(
-            interrupted,
-            "actions were running when qmoi last stopped; their threads were told"
+            resumed,
+            "decisions were running or pending when qmoi last stopped; resumed through the effect ledger"
         );
     }
 
@@ -162,6 +177,7 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
     let mut tasks = vec![
         tokio::spawn(intake.clone().run(queue)),
         tokio::spawn(notifier.clone().run()),
+        tokio::spawn(engine.clone().reconcile_loop(clock.clone())),
     ];
 
     let mut slack_routes = None;

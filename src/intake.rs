@@ -1,9 +1,12 @@
 //! From event to notification.
 //!
-//! [`Intake::receive`] is what a webhook handler calls: it claims the
-//! delivery and event IDs (a platform's retry is answered "duplicate"),
-//! writes the event, and returns once that is durable — which is when the
-//! platform gets its 200. A single worker then turns stored events into
+//! [`Intake::receive`] is what a webhook handler calls: it stores the event
+//! (claiming its ID), then the platform's delivery ID — in that order, so a
+//! crash between the two leaves a stored event whose redelivery is rightly
+//! "duplicate", never a delivery ID for an event that was never stored — and
+//! returns once both are durable, which is when the platform gets its 200.
+//! It runs in a task of its own, so a platform that hangs up early cannot
+//! leave an event stored but never queued. A single worker then turns stored events into
 //! notifications, one at a time, so grouping by dedup key never races:
 //! it fetches the failed job's log for an excerpt, groups repeats within the
 //! window, consults the error-signature history, and queues the messages.
@@ -42,6 +45,9 @@ pub enum IntakeError {
     /// Queueing notifications.
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// The task storing the event stopped unexpectedly.
+    #[error("event task stopped: {0}")]
+    Task(String),
 }
 
 /// Turns events into notifications.
@@ -85,33 +91,50 @@ impl Intake {
 
     /// Stores an event durably (unless it is a duplicate) and queues it.
     pub async fn receive(
-        &self,
+        self: &Arc<Self>,
         event: Event,
         delivery_id: Option<&str>,
     ) -> Result<Received, IntakeError> {
-        let id = event.id.clone();
-        if let Some(delivery) = delivery_id.filter(|d| !d.is_empty()) {
-            let key = format!("{}:{delivery}", event.platform);
-            if let Claim::Taken(first) =
-                self.store
-                    .claim(trees::HOOK_DELIVERIES, key.as_bytes(), &id)?
-            {
-                self.metrics.event(&event.platform, "duplicate");
-                return Ok(Received::Duplicate(first));
-            }
+        let me = self.clone();
+        let delivery = delivery_id.map(str::to_string);
+        match tokio::spawn(async move { me.store_event(event, delivery).await }).await {
+            Ok(r) => r,
+            Err(e) => Err(IntakeError::Task(e.to_string())),
         }
+    }
+
+    async fn store_event(
+        &self,
+        event: Event,
+        delivery_id: Option<String>,
+    ) -> Result<Received, IntakeError> {
+        let id = event.id.clone();
+        let platform = event.platform.clone();
         let stored = StoredEvent {
             event,
             processed: false,
             notification: None,
         };
-        if let Claim::Taken(_) = self.store.claim(trees::EVENTS, id.as_bytes(), &stored)? {
-            self.metrics.event(&stored.event.platform, "duplicate");
-            self.store.durable().await?;
-            return Ok(Received::Duplicate(id));
+        let fresh = matches!(
+            self.store.claim(trees::EVENTS, id.as_bytes(), &stored)?,
+            Claim::Won
+        );
+        let mut first = None;
+        if let Some(delivery) = delivery_id.filter(|d| !d.is_empty()) {
+            let key = format!("{platform}:{delivery}");
+            if let Claim::Taken(earlier) =
+                self.store
+                    .claim(trees::HOOK_DELIVERIES, key.as_bytes(), &id)?
+            {
+                first = Some(earlier);
+            }
         }
         self.store.durable().await?;
-        self.metrics.event(&stored.event.platform, "stored");
+        if !fresh {
+            self.metrics.event(&platform, "duplicate");
+            return Ok(Received::Duplicate(first.unwrap_or(id)));
+        }
+        self.metrics.event(&platform, "stored");
         let _ = self.queue.send(id.clone());
         Ok(Received::Stored(id))
     }
@@ -194,6 +217,7 @@ impl Intake {
         if let Some(existing) = self.store.get::<u64>(trees::DEDUP, key.as_bytes())? {
             if let Some(mut n) = self.store.notification(existing)? {
                 if now - n.last_at <= window || n.silenced_until.is_some_and(|u| u > now) {
+                    let before = self.closed_questions(&n)?;
                     n.occurrences += 1;
                     n.last_at = now;
                     let silenced = n.silenced_until.is_some_and(|u| u > now);
@@ -202,7 +226,18 @@ impl Intake {
                         ..event
                     };
                     self.store.put_notification(&n)?;
-                    if !silenced {
+                    let reopened = self.closed_questions(&n)?.len() < before.len();
+                    if !silenced && reopened {
+                        // Failed again after a retry: a new question, and
+                        // news — announced in full (new job, link, buttons),
+                        // never a silent edit of the old message.
+                        self.notifier.queue_occurrence(&n)?;
+                        self.store.audit(AuditEntry::new(
+                            "question.reopened",
+                            format!("#{}", n.id),
+                            format!("new occurrence {} (event {})", n.occurrences, n.event.id),
+                        ))?;
+                    } else if !silenced {
                         let text = format!(
                             "seen again: {} occurrences since {}",
                             n.occurrences,
@@ -278,6 +313,22 @@ impl Intake {
         self.notifier.queue_notification(&n, None)?;
         self.metrics.notification("created");
         Ok(id)
+    }
+
+    /// The questions of `n` that are closed right now (decided or pending).
+    fn closed_questions(&self, n: &Notification) -> Result<Vec<String>, StoreError> {
+        let mut closed = Vec::new();
+        for name in &n.answers {
+            let Some(q) = self.registry.get(name).and_then(|s| s.decides.clone()) else {
+                continue;
+            };
+            if !closed.contains(&q)
+                && !crate::engine::questions::current(&self.store, &self.registry, n, &q)?.open
+            {
+                closed.push(q);
+            }
+        }
+        Ok(closed)
     }
 
     /// A passing pipeline on the project and ref where a fix was applied

@@ -9,6 +9,8 @@
 //! - [`command`] — every answer from every channel becomes one [`command::Command`];
 //! - [`engine`] — authorize → deduplicate → decide once → run → record → report;
 //! - [`actions`] and [`forge`] — what commands do, and the forge clients;
+//! - [`effects`] — the ledger every outside side effect goes through (at most
+//!   once, reconciled by reading the other side);
 //! - [`notify`] — templates → outbox → channel adapters, with retries;
 //! - [`render`] — per-medium escaping, limits and message shapes: outside
 //!   content is made inert for each medium by construction;
@@ -22,6 +24,7 @@ pub mod channels;
 pub mod clock;
 pub mod command;
 pub mod config;
+pub mod effects;
 pub mod engine;
 pub mod events;
 pub mod forge;

@@ -127,7 +127,7 @@ async fn approve_fix_once_across_channels_and_restart() {
             .contains("Already approved by operator"),
         "{reply}"
     );
-    assert_eq!(gl.requests().len(), 2);
+    assert_eq!(gl.writes().len(), 2);
 
     // Restart: the decision survives, and is still answered.
     bot.stop().await;
@@ -140,7 +140,7 @@ async fn approve_fix_once_across_channels_and_restart() {
         .wait_console("fix: approve by operator via console", 1)
         .await;
     assert!(out.contains("Succeeded"), "{out}");
-    assert_eq!(gl.requests().len(), 2, "no GitLab call after restart");
+    assert_eq!(gl.writes().len(), 2, "no GitLab change after restart");
     bot.type_line("history #1").await;
     let out = bot.wait_console("action.succeeded", 1).await;
     assert!(
@@ -206,7 +206,7 @@ async fn concurrent_answers_run_one_action() {
     let mr_calls = gl
         .requests()
         .iter()
-        .filter(|r| r.path.contains("merge_requests/7"))
+        .filter(|r| r.path.contains("merge_requests/7") && r.method != "GET")
         .count();
     // approve+merge (2) or note+close (2): exactly one action's calls.
     assert_eq!(mr_calls, 2, "{:?}", gl.requests());
@@ -545,10 +545,12 @@ async fn gitlab_errors_reach_the_person_and_reopen_the_question() {
     );
     assert!(!text.contains(GITLAB_TOKEN));
 
-    // A failed decision reopens: the next approve runs. GitLab first
-    // rate-limits once (Retry-After: 1), which qmoi waits out.
+    // A failed decision reopens: the next approve runs. qmoi's approval
+    // from the first attempt is still on the MR, so it is not sent again
+    // (GitLab would answer 401); the merge is rate-limited once
+    // (Retry-After: 1), which qmoi waits out: 429 means nothing was done.
     gl.fail_next(
-        "/merge_requests/50/approve",
+        "/merge_requests/50/merge",
         429,
         &[("Retry-After", "1")],
         r#"{"message":"Retry later"}"#,
@@ -559,8 +561,14 @@ async fn gitlab_errors_reach_the_person_and_reopen_the_question() {
     assert_eq!(
         gl.calls("POST", "/api/v4/projects/380/merge_requests/50/approve")
             .len(),
+        1
+    );
+    assert_eq!(
+        gl.calls("PUT", "/api/v4/projects/380/merge_requests/50/merge")
+            .len(),
         3
     );
+    assert_eq!(gl.merges("380", 50), 1);
 
     // A 401 is explained without the token.
     bot.api("/api/v1/events", &fix_event("fix-f", 51, "boom2"))
@@ -582,22 +590,30 @@ async fn gitlab_errors_reach_the_person_and_reopen_the_question() {
     );
     assert!(!text.contains(GITLAB_TOKEN));
 
-    // 5xx is retried and then reported.
+    // A 5xx to a write is not re-sent: qmoi reads the notes, finds none
+    // (the forge refused before doing anything) and reports the failure.
     gl.fail_next("/merge_requests/51/notes", 502, &[], "bad gateway", 3);
     let r = bot.command("alice", "reject #2 flaky").await;
+    let text = r["text"].as_str().unwrap_or_default();
     assert!(
-        r["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("failed with 502"),
+        text.contains("failed with 502") && text.contains("it was not posted"),
         "{r}"
     );
     let r = bot.command("alice", "reject #2 flaky").await;
     assert_eq!(r["status"], "succeeded", "{r}");
     let notes = gl.calls("POST", "/api/v4/projects/380/merge_requests/51/notes");
+    // 401, 502 (once: never re-sent), then the one that worked.
+    assert_eq!(notes.len(), 3);
+    let body = notes.last().map(|n| n.json()).unwrap_or_default();
+    let body = body["body"].as_str().unwrap_or_default();
+    assert!(
+        body.starts_with("Rejected by alice via QMOI (AI Developer): flaky")
+            && body.contains("qmoi-effect:"),
+        "{body}"
+    );
     assert_eq!(
-        notes.last().map(|n| n.json()),
-        Some(json!({ "body": "Rejected by alice via QMOI (AI Developer): flaky" }))
+        gl.mr("380", 51).map(|m| (m.0, m.2)),
+        Some(("closed".into(), 1))
     );
     let close = gl.calls("PUT", "/api/v4/projects/380/merge_requests/51");
     assert_eq!(close.len(), 1);
@@ -674,10 +690,11 @@ async fn failover_needs_confirmation_then_actions_use_the_mirror() {
 async fn github_failures_are_verified_and_notified() {
     use hmac::{Hmac, Mac};
     let dir = tempfile::tempdir().expect("tmp");
-    let github = Recorder::start().await;
+    let github = support::github::GitHubServer::start("ghp-test-token").await;
+    github.seed_run(2202229078, 289782451);
     let mut config = test_config(dir.path(), None, None);
     config.github.token = Some(qmoi::config::Secret::new("ghp-test-token"));
-    config.github.api_url = format!("{}/api/v3", github.url());
+    config.github.api_url = github.api_url();
     let mut bot = TestBot::start(config).await;
     let body = json!({
         "action": "completed",
@@ -712,9 +729,13 @@ async fn github_failures_are_verified_and_notified() {
     bot.type_line("retry").await;
     bot.wait_console("job linters (#289782451) re-run on GitHub", 1)
         .await;
-    let reqs = github.requests.lock().expect("lock").clone();
+    let reqs: Vec<_> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
-    let (method, path, headers) = &reqs[0];
+    let (method, path, headers) = (&reqs[0].method, &reqs[0].path, &reqs[0].headers);
     assert_eq!(
         (method.as_str(), path.as_str()),
         (
@@ -722,6 +743,7 @@ async fn github_failures_are_verified_and_notified() {
             "/api/v3/repos/octo-org/octo-repo/actions/jobs/289782451/rerun"
         )
     );
+    assert_eq!(github.attempt(2202229078), 2);
     assert_eq!(
         headers.get("authorization").map(String::as_str),
         Some("Bearer ghp-test-token")

@@ -1,7 +1,9 @@
-//! Retry a failed job or pipeline.
+//! Retry a failed job or pipeline, once, through the effect ledger.
 
 use super::{project_ref, Action, ActionContext, ActionError, Outcome};
+use crate::forge::effects::{Rerun, RetryJob, RetryPipeline};
 use async_trait::async_trait;
+use serde_json::Value;
 
 /// `retry`: the job when the notification names one, else the pipeline.
 pub struct Retry;
@@ -23,28 +25,46 @@ impl Action for Retry {
         let gitlab = ctx.services.forges.gitlab()?;
         let project = project_ref(n);
         if let Some(job) = &e.job {
-            let new = gitlab.retry_job(&project, job.id).await?;
-            let new_id = new.get("id").and_then(|v| v.as_u64());
-            let url = new.get("web_url").and_then(|v| v.as_str());
+            let effect = RetryJob {
+                gitlab,
+                project,
+                job: job.id,
+                name: job.name.clone(),
+                pipeline: e.pipeline,
+            };
+            let (new, found) = ctx.effects.perform("retry-job", &effect).await?;
             return Ok(Outcome::text(format!(
-                "job {} (#{}) retried on {} GitLab{}{}",
+                "job {} (#{}) {}{}",
                 job.name,
                 job.id,
-                gitlab.name(),
-                new_id.map(|i| format!(" as #{i}")).unwrap_or_default(),
-                url.map(|u| format!(" {u}")).unwrap_or_default()
+                match found {
+                    Some(f) => f,
+                    None => format!(
+                        "retried on {} GitLab{}",
+                        gitlab.name(),
+                        new_job(&new)
+                            .map(|i| format!(" as #{i}"))
+                            .unwrap_or_default()
+                    ),
+                },
+                web_url(&new).map(|u| format!(" {u}")).unwrap_or_default()
             )));
         }
         if let Some(p) = e.pipeline {
-            let res = gitlab.retry_pipeline(&project, p).await?;
-            let status = res
-                .get("status")
-                .and_then(|v| v.as_str())
-                .unwrap_or("retried");
-            return Ok(Outcome::text(format!(
-                "failed jobs of pipeline #{p} retried on {} GitLab (status: {status})",
-                gitlab.name()
-            )));
+            let effect = RetryPipeline {
+                gitlab,
+                project,
+                pipeline: p,
+            };
+            let (res, found) = ctx.effects.perform("retry-pipeline", &effect).await?;
+            return Ok(Outcome::text(match found {
+                Some(f) => format!("pipeline #{p}: {f}"),
+                None => format!(
+                    "failed jobs of pipeline #{p} retried on {} GitLab (status: {})",
+                    gitlab.name(),
+                    res["status"].as_str().unwrap_or("retried")
+                ),
+            }));
         }
         Err(ActionError::NotApplicable(format!(
             "#{} names no job or pipeline to retry",
@@ -53,29 +73,40 @@ impl Action for Retry {
     }
 }
 
+fn new_job(v: &Value) -> Option<u64> {
+    v.get("id").and_then(Value::as_u64)
+}
+
+fn web_url(v: &Value) -> Option<&str> {
+    v.get("web_url").and_then(Value::as_str)
+}
+
 /// GitHub: re-run the job, or the run's failed jobs.
 async fn retry_github(
     ctx: &ActionContext<'_>,
     n: &crate::store::Notification,
 ) -> Result<Outcome, ActionError> {
-    let gh = ctx.services.forges.github()?;
+    let github = ctx.services.forges.github()?;
     let e = &n.event;
-    let repo = &e.project.path;
-    if let Some(job) = &e.job {
-        gh.rerun_job(repo, job.id).await?;
-        return Ok(Outcome::text(format!(
-            "job {} (#{}) re-run on GitHub",
-            job.name, job.id
+    if e.job.is_none() && e.pipeline.is_none() {
+        return Err(ActionError::NotApplicable(format!(
+            "#{} names no job or run to re-run",
+            n.id
         )));
     }
-    if let Some(run) = e.pipeline {
-        gh.rerun_failed_jobs(repo, run).await?;
-        return Ok(Outcome::text(format!(
-            "failed jobs of run #{run} re-run on GitHub"
-        )));
-    }
-    Err(ActionError::NotApplicable(format!(
-        "#{} names no job or run to re-run",
-        n.id
-    )))
+    let effect = Rerun {
+        github,
+        repo: e.project.path.clone(),
+        run: e.pipeline,
+        job: e.job.as_ref().map(|j| j.id),
+    };
+    let (_, found) = ctx.effects.perform("rerun", &effect).await?;
+    let what = match (&e.job, e.pipeline) {
+        (Some(job), _) => format!("job {} (#{})", job.name, job.id),
+        (None, run) => format!("failed jobs of run #{}", run.unwrap_or_default()),
+    };
+    Ok(Outcome::text(match found {
+        Some(f) => format!("{what}: {f}"),
+        None => format!("{what} re-run on GitHub"),
+    }))
 }

@@ -8,6 +8,7 @@
 
 use super::{project_ref, Action, ActionContext, ActionError, Outcome};
 use crate::events::{EventKind, Fix};
+use crate::forge::effects::{ApproveMr, CloseMr, MergeMr, Mr, NoteMr};
 use crate::store::Notification;
 use async_trait::async_trait;
 
@@ -51,19 +52,39 @@ impl Action for Approve {
         }
         let gitlab = ctx.services.forges.gitlab()?;
         let project = project_ref(n);
-        gitlab
-            .approve_mr(&project, mr.iid, mr.sha.as_deref())
-            .await?;
-        let merged = gitlab.merge_mr(&project, mr.iid, mr.sha.as_deref()).await?;
+        let on = |project: &str| Mr {
+            gitlab,
+            project: project.to_string(),
+            iid: mr.iid,
+        };
+        let approve = ApproveMr {
+            mr: on(&project),
+            sha: mr.sha.clone(),
+        };
+        let (_, approved_found) = ctx.effects.perform("approve", &approve).await?;
+        let merge = MergeMr {
+            mr: on(&project),
+            sha: mr.sha.clone(),
+        };
+        let (merged, merged_found) = ctx.effects.perform("merge", &merge).await?;
         let state = merged
             .get("state")
             .and_then(|s| s.as_str())
             .unwrap_or("merged");
+        let found: Vec<String> = [approved_found, merged_found]
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(Outcome {
             summary: format!(
-                "!{} approved and merged on {} GitLab (state: {state}){}",
+                "!{} approved and merged on {} GitLab (state: {state}){}{}",
                 mr.iid,
                 gitlab.name(),
+                if found.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", found.join("; "))
+                },
                 mr.url.as_ref().map(|u| format!(" {u}")).unwrap_or_default()
             ),
             fix_applied: Some(format!("!{}", mr.iid)),
@@ -95,20 +116,38 @@ impl Action for Reject {
         }
         let gitlab = ctx.services.forges.gitlab()?;
         let project = project_ref(n);
-        let note = format!(
-            "Rejected by {} via QMOI (AI Developer){}",
+        // The marker lets reconciliation find this very note again.
+        let marker = format!("qmoi-effect:{}", ctx.effects.key("note"));
+        let body = format!(
+            "Rejected by {} via QMOI (AI Developer){}\n\n<!-- {marker} -->",
             ctx.actor,
             reason
                 .as_ref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         );
-        gitlab.note_mr(&project, mr.iid, &note).await?;
-        gitlab.close_mr(&project, mr.iid).await?;
+        let on = || Mr {
+            gitlab,
+            project: project.clone(),
+            iid: mr.iid,
+        };
+        let note = NoteMr {
+            mr: on(),
+            body,
+            marker,
+        };
+        let (_, note_found) = ctx.effects.perform("note", &note).await?;
+        let (_, close_found) = ctx.effects.perform("close", &CloseMr { mr: on() }).await?;
+        let found: Vec<String> = [note_found, close_found].into_iter().flatten().collect();
         Ok(Outcome::text(format!(
-            "!{} closed on {} GitLab{}",
+            "!{} closed on {} GitLab{}{}",
             mr.iid,
             gitlab.name(),
+            if found.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", found.join("; "))
+            },
             reason
                 .map(|r| format!(" (reason: {r})"))
                 .unwrap_or_default()

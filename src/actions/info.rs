@@ -107,11 +107,23 @@ impl Action for Status {
             }
             return Ok(Outcome::text(out));
         }
-        let open: Vec<String> = store
-            .open_notifications(None, 10)?
-            .iter()
-            .map(describe)
-            .collect();
+        let registry = &ctx.services.registry;
+        let mut open = Vec::new();
+        // The index lists notifications that may still ask something; the
+        // questions decide which really do (a retried job that failed
+        // again asks again).
+        for n in store.open_notifications(None, 50)? {
+            let asks = crate::engine::questions::offered(store, registry, &n)?
+                .iter()
+                .filter_map(|c| registry.get(c))
+                .any(|s| s.decides.is_some());
+            if asks {
+                open.push(describe(&n));
+            }
+            if open.len() >= 10 {
+                break;
+            }
+        }
         let mut out = format!(
             "GitLab: {} forge active{}.\n",
             ctx.services.forges.active("gitlab"),

@@ -12,6 +12,7 @@ mod info;
 mod notification;
 
 use crate::command::{Parsed, Registry};
+use crate::effects::{Effect, Ledger, LedgerError, Settled};
 use crate::forge::{ForgeError, Forges};
 use crate::store::{Notification, Store, StoreError};
 use async_trait::async_trait;
@@ -26,6 +27,46 @@ pub struct Services {
     pub registry: Arc<Registry>,
     /// Forge clients.
     pub forges: Arc<Forges>,
+    /// Where every outside side effect is recorded before it is made.
+    pub ledger: Ledger,
+}
+
+/// The effects of one decision (or command): each step's ledger key is
+/// `{prefix}/{step}`, so running the action again — after a crash, or while
+/// an outcome is pending — recognises what already happened instead of
+/// doing it again.
+pub struct EffectScope {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// The deciding command's idempotency key.
+    pub prefix: String,
+    /// Who the effects are for (`#12 retry`), for the records.
+    pub owner: String,
+}
+
+impl EffectScope {
+    /// The ledger key of a step.
+    pub fn key(&self, step: &str) -> String {
+        format!("{}/{step}", self.prefix)
+    }
+
+    /// Performs one step at most once; its answer (or what reconciliation
+    /// found, with how it was found) on success.
+    pub async fn perform(
+        &self,
+        step: &str,
+        effect: &dyn Effect,
+    ) -> Result<(serde_json::Value, Option<String>), ActionError> {
+        match self
+            .ledger
+            .perform(&self.key(step), &self.owner, effect)
+            .await?
+        {
+            Settled::Done { result, found } => Ok((result, found)),
+            Settled::Failed(why) => Err(ActionError::Refused(why)),
+            Settled::Pending(why) => Err(ActionError::Pending(why)),
+        }
+    }
 }
 
 /// One run of an action.
@@ -38,6 +79,8 @@ pub struct ActionContext<'a> {
     pub notification: Option<&'a Notification>,
     /// Services.
     pub services: &'a Services,
+    /// The ledger scope for this run's outside effects.
+    pub effects: &'a EffectScope,
 }
 
 impl ActionContext<'_> {
@@ -86,6 +129,22 @@ pub enum ActionError {
     /// The memory failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An outside effect did not happen (refused, or shown not done).
+    #[error("{0}")]
+    Refused(String),
+    /// An outside effect's outcome is not known yet; qmoi keeps checking.
+    #[error("outcome pending, checking: {0}")]
+    Pending(String),
+    /// The ledger's memory failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl ActionError {
+    /// Whether the action may have had an effect whose outcome is unknown.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, ActionError::Pending(_))
+    }
 }
 
 /// The behaviour behind a command.

@@ -42,6 +42,11 @@ pub struct CommandSpec {
     /// answer to a question wins and later ones are told who decided.
     #[serde(default)]
     pub decides: Option<String>,
+    /// When the failure happens again after this command's question was
+    /// done, a new round of the question opens (`retry`: the retried job
+    /// failed again and can be retried again).
+    #[serde(default)]
+    pub reopens_on_occurrence: bool,
     /// Word used in "already approved by …" messages.
     #[serde(default)]
     pub past_tense: Option<String>,

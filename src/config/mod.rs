@@ -328,6 +328,10 @@ pub struct EngineConfig {
     pub confirm_ttl_secs: u64,
     /// Upper bound for one action run, so a hung forge cannot wedge a decision.
     pub action_timeout_secs: u64,
+    /// First wait before checking the forge again for a pending outcome.
+    pub reconcile_base_secs: u64,
+    /// Longest wait between checks of a pending outcome (the backoff cap).
+    pub reconcile_max_secs: u64,
 }
 
 /// GitLab settings.
@@ -453,6 +457,8 @@ impl Default for EngineConfig {
         EngineConfig {
             confirm_ttl_secs: 600,
             action_timeout_secs: 120,
+            reconcile_base_secs: 5,
+            reconcile_max_secs: 300,
         }
     }
 }

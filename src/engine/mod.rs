@@ -8,36 +8,47 @@
 //! 3. **authorize** — the identity must map to a person holding a role the
 //!    command allows; refusals are recorded with the reason;
 //! 4. **decide once** — a command that answers a notification's question
-//!    claims the decision; a later or concurrent answer from any channel is
-//!    told who already decided, and runs nothing;
+//!    claims the question's current round ([`questions`]); a later or
+//!    concurrent answer from any channel is told who already decided (or
+//!    that the outcome is pending), and runs nothing;
 //! 5. **confirm** — dangerous commands wait for a confirmation code;
 //! 6. **acknowledge** — the record and audit entry are flushed, then the
 //!    caller gets an ack (Slack's 3-second deadline is met here);
-//! 7. **run, record, report** — the action runs in its own task; its outcome
-//!    is recorded, flushed, and reported to every thread the question was
-//!    asked in.
+//! 7. **run, record, report** — the action runs; its outside effects go
+//!    through the effect ledger ([`crate::effects`]) under the deciding
+//!    command's key; its outcome (succeeded, failed, or pending) is recorded,
+//!    flushed, and reported to every thread the question was asked in.
+//!
+//! Everything from step 1 on runs in a task of its own, so a caller that
+//! goes away (a dropped HTTP request) cannot leave a claim without its flush
+//! or a decision without its action. A decision left running by a crash, or
+//! pending because the forge could not be read, is *resumed*: the action
+//! runs again and the ledger recognises each step that already happened
+//! ([`Engine::recover`], [`Engine::reconcile_loop`]).
 
 mod confirm;
+pub mod questions;
 mod target;
 
 pub use target::WHOLE_CHANNEL;
 
-use crate::actions::{ActionContext, ActionError, ActionRegistry, Services};
+use crate::actions::{ActionContext, ActionRegistry, EffectScope, Services};
+use crate::clock::SharedClock;
 use crate::command::{Command, CommandSpec, Parsed, Registry};
 use crate::config::EngineConfig;
 use crate::identity::{Directory, Person};
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Report, Templates};
 use crate::store::{
-    decision_key, trees, AuditEntry, Claim, CommandRecord, CommandStatus, Decision, DecisionStatus,
-    FixHistory, Notification, SignatureHistory, Store, StoreError, ThreadRef,
+    trees, AuditEntry, Claim, CommandRecord, CommandStatus, Decision, DecisionStatus, FixHistory,
+    Notification, SignatureHistory, Store, StoreError, ThreadRef,
 };
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// The answer to the person who sent a command.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -80,6 +91,9 @@ pub enum EngineError {
     /// A reply or report could not be rendered or queued.
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    /// The task handling the command stopped unexpectedly.
+    #[error("command task stopped: {0}")]
+    Task(String),
 }
 
 struct Inner {
@@ -92,6 +106,8 @@ struct Inner {
     services: Arc<Services>,
     config: EngineConfig,
     metrics: Arc<Metrics>,
+    /// Wakes the reconciler when a decision becomes pending.
+    pending: Notify,
 }
 
 /// Handle to the engine; cheap to clone, shared by every channel.
@@ -108,6 +124,9 @@ struct Job {
     person: Person,
     notification: Option<Notification>,
     decision: Option<Decision>,
+    /// Run again after a restart or while pending: nobody waits for a
+    /// direct answer, so every thread is told.
+    resumed: bool,
 }
 
 impl Engine {
@@ -144,6 +163,7 @@ impl Engine {
                 services,
                 config,
                 metrics,
+                pending: Notify::new(),
             }),
         })
     }
@@ -166,7 +186,13 @@ impl Engine {
     /// any, runs in its own task whatever the caller does next.
     pub async fn accept(&self, cmd: Command) -> Accepted {
         let started = std::time::Instant::now();
-        let result = self.accept_inner(cmd).await;
+        // In a task of its own: a caller that goes away mid-way cannot stop
+        // a claim short of its flush, or a decision short of its action.
+        let engine = self.clone();
+        let result = match tokio::spawn(async move { engine.accept_inner(cmd).await }).await {
+            Ok(r) => r,
+            Err(e) => Err(EngineError::Task(e.to_string())),
+        };
         self.inner.metrics.observe_ack(started.elapsed());
         match result {
             Ok(a) => {
@@ -322,41 +348,12 @@ impl Engine {
         let origin = record.command.origin.clone();
         let nid = notification.as_ref().map(|n| n.id);
         let mut decision = None;
-        if let (Some(question), Some(nid)) = (&spec.decides, nid) {
-            let mine = Decision {
-                notification: nid,
-                question: question.clone(),
-                command: spec.name.clone(),
-                past_tense: spec
-                    .past_tense
-                    .clone()
-                    .unwrap_or_else(|| format!("{}ed", spec.name)),
-                by: person.name.clone(),
-                via: origin.channel.clone(),
-                via_identity: Some(origin.identity.clone()),
-                at: Utc::now(),
-                status: DecisionStatus::Running,
-                outcome: None,
-                command_key: record.command.idempotency_key.clone(),
-            };
-            match self.claim_decision(nid, question, &mine)? {
-                None => decision = Some(mine),
-                Some(taken) => {
-                    let when = taken.at.format("%H:%M UTC");
-                    let text = match taken.status {
-                        DecisionStatus::Running => format!(
-                            "#{nid} is being handled: {} {} via {} at {when}. Nothing else was run.",
-                            taken.by, taken.past_tense, taken.via
-                        ),
-                        _ => format!(
-                            "Already {} by {} via {} at {when}{}. Nothing was run.",
-                            taken.past_tense,
-                            taken.by,
-                            taken.via,
-                            taken.outcome.as_ref().map(|o| format!(" ({o})")).unwrap_or_default()
-                        ),
-                    };
-                    let reply = Reply::new(CommandStatus::AlreadyDecided, text, Some(nid));
+        if let (Some(question), Some(n)) = (&spec.decides, &notification) {
+            let mine = new_decision(&spec, &person, &record.command, n, question);
+            match self.claim_decision(n, question, mine)? {
+                Ok(mine) => decision = Some(mine),
+                Err(taken) => {
+                    let reply = taken_reply(n.id, &taken);
                     return self
                         .finish_early(record, reply, "command.already_decided", Some(&person))
                         .await;
@@ -401,6 +398,7 @@ impl Engine {
             person,
             notification,
             decision,
+            resumed: false,
         };
         tokio::spawn(async move {
             let reply = match engine.run(job).await {
@@ -422,30 +420,31 @@ impl Engine {
         })
     }
 
-    /// Claims the decision; returns the existing one when someone else holds
-    /// it. A failed or interrupted decision may be claimed again.
+    /// Claims the question's current round; returns the decision holding it
+    /// when someone else does. A failed or interrupted round may be claimed
+    /// again; a pending one may not (its effect may have happened).
     fn claim_decision(
         &self,
-        nid: u64,
+        n: &Notification,
         question: &str,
-        mine: &Decision,
-    ) -> Result<Option<Decision>, StoreError> {
+        mut mine: Decision,
+    ) -> Result<Result<Decision, Decision>, StoreError> {
         let s = &self.inner.store;
-        let key = decision_key(nid, question);
         loop {
-            match s.claim(trees::DECISIONS, &key, mine)? {
-                Claim::Won => return Ok(None),
-                Claim::Taken(existing) => {
-                    if matches!(
-                        existing.status,
-                        DecisionStatus::Failed | DecisionStatus::Interrupted
-                    ) {
-                        if s.replace(trees::DECISIONS, &key, &existing, mine)? {
-                            return Ok(None);
-                        }
-                        continue;
+            let q = questions::current(s, &self.inner.registry, n, question)?;
+            mine.round = q.round;
+            let key = q.key(n.id);
+            match (&q.decision, q.open) {
+                (Some(existing), false) => return Ok(Err(existing.clone())),
+                (Some(existing), true) => {
+                    if s.replace(trees::DECISIONS, &key, existing, &mine)? {
+                        return Ok(Ok(mine));
                     }
-                    return Ok(Some(existing));
+                }
+                (None, _) => {
+                    if let Claim::Won = s.claim(trees::DECISIONS, &key, &mine)? {
+                        return Ok(Ok(mine));
+                    }
                 }
             }
         }
@@ -459,43 +458,38 @@ impl Engine {
             person,
             notification,
             decision,
+            resumed,
         } = job;
         let s = &self.inner.store;
         let origin = record.command.origin.clone();
         let nid = notification.as_ref().map(|n| n.id);
-        let Some(action) = self.inner.actions.get(&spec.action) else {
-            return Ok(Reply::new(
-                CommandStatus::Failed,
-                format!("action '{}' is missing", spec.action),
-                nid,
-            ));
-        };
-        let ctx = ActionContext {
-            actor: &person.name,
-            parsed: &parsed,
-            notification: notification.as_ref(),
-            services: &self.inner.services,
-        };
-        let timeout = Duration::from_secs(self.inner.config.action_timeout_secs.max(1));
-        let result = match tokio::time::timeout(timeout, action.run(&ctx)).await {
-            Ok(r) => r,
-            Err(_) => Err(ActionError::NotApplicable(format!(
-                "gave up after {}s without an answer",
-                timeout.as_secs()
-            ))),
-        };
-        let (ok, outcome_text, fix_applied) = match result {
-            Ok(o) => (true, o.summary, o.fix_applied),
-            Err(e) => (false, e.to_string(), None),
-        };
-        let text = self.render_reply(&spec, &person, nid, ok, &outcome_text, &parsed);
-        record.status = if ok {
-            CommandStatus::Succeeded
+        let (state, outcome_text, fix_applied) = self
+            .run_action(
+                &record,
+                &spec,
+                &parsed,
+                &person,
+                notification.as_ref(),
+                decision.as_ref(),
+            )
+            .await;
+        let ok = state == DecisionStatus::Succeeded;
+        let text = if state == DecisionStatus::Pending {
+            format!(
+                "`{}`{}: outcome pending — qmoi is checking the forge and will report here ({outcome_text}). Nothing will be sent again.",
+                spec.name,
+                nid.map(|n| format!(" on #{n}")).unwrap_or_default()
+            )
         } else {
-            CommandStatus::Failed
+            self.render_reply(&spec, &person, nid, ok, &outcome_text, &parsed)
+        };
+        record.status = match state {
+            DecisionStatus::Succeeded => CommandStatus::Succeeded,
+            DecisionStatus::Pending => CommandStatus::Pending,
+            _ => CommandStatus::Failed,
         };
         record.reply = Some(text.clone());
-        record.finished_at = Some(Utc::now());
+        record.finished_at = (state != DecisionStatus::Pending).then(Utc::now);
         s.put(
             trees::COMMANDS,
             record.command.idempotency_key.as_bytes(),
@@ -503,10 +497,10 @@ impl Engine {
         )?;
         s.audit(
             AuditEntry::new(
-                if ok {
-                    "action.succeeded"
-                } else {
-                    "action.failed"
+                match state {
+                    DecisionStatus::Succeeded => "action.succeeded",
+                    DecisionStatus::Pending => "action.pending",
+                    _ => "action.failed",
                 },
                 nid.map(|n| format!("#{n}")).unwrap_or_default(),
                 format!("{}: {outcome_text}", spec.name),
@@ -516,43 +510,132 @@ impl Engine {
         if let (Some(n), Some(reference)) = (&notification, &fix_applied) {
             self.remember_fix(n, reference)?;
         }
-        if let (Some(mut d), Some(n)) = (decision, notification) {
-            d.status = if ok {
-                DecisionStatus::Succeeded
-            } else {
-                DecisionStatus::Failed
+        let skip = (!resumed)
+            .then(|| {
+                origin.thread.as_ref().map(|t| ThreadRef {
+                    channel: origin.channel.clone(),
+                    thread: t.clone(),
+                })
+            })
+            .flatten();
+        if let Some(n) = &notification {
+            let report = match decision {
+                Some(mut d) => {
+                    d.status = state;
+                    d.outcome = Some(outcome_text.clone());
+                    s.put(
+                        trees::DECISIONS,
+                        &questions::instance_key(d.notification, &d.question, d.round),
+                        &d,
+                    )?;
+                    Some(d)
+                }
+                // A command that closes no question (`ack`) is still news
+                // for everyone the notification reached.
+                None if ok && !spec.answers.is_empty() => Some(Decision {
+                    status: state,
+                    outcome: Some(outcome_text.clone()),
+                    round: 0,
+                    ..new_decision(&spec, &person, &record.command, n, "")
+                }),
+                None => None,
             };
-            d.outcome = Some(outcome_text.clone());
-            s.put(
-                trees::DECISIONS,
-                &decision_key(d.notification, &d.question),
-                &d,
-            )?;
-            let fresh = s.notification(n.id)?.unwrap_or(n);
-            let skip = origin.thread.as_ref().map(|t| ThreadRef {
-                channel: origin.channel.clone(),
-                thread: t.clone(),
-            });
-            self.inner.notifier.queue_report(
-                &fresh,
-                &Report {
-                    decision: d.clone(),
-                    ok,
-                },
-                skip.as_ref(),
-            )?;
-            if ok {
-                let update = format!(
-                    "{} {} by {} via {}: {}",
-                    d.question, d.past_tense, d.by, d.via, outcome_text
-                );
-                self.inner.notifier.queue_decided(&fresh, &update)?;
+            if let Some(d) = report {
+                let fresh = s.notification(n.id)?.unwrap_or_else(|| n.clone());
+                self.inner.notifier.queue_report(
+                    &fresh,
+                    &Report {
+                        decision: d.clone(),
+                        ok,
+                    },
+                    skip.as_ref(),
+                )?;
+                if ok && !d.question.is_empty() {
+                    let update = format!(
+                        "{} {} by {} via {}: {}",
+                        d.question, d.past_tense, d.by, d.via, outcome_text
+                    );
+                    self.inner.notifier.queue_decided(&fresh, &update)?;
+                }
             }
         }
         s.durable().await?;
         self.inner.notifier.kick();
-        let status = record.status;
-        Ok(Reply::new(status, text, nid))
+        if state == DecisionStatus::Pending {
+            self.inner.pending.notify_one();
+        }
+        Ok(Reply::new(record.status, text, nid))
+    }
+
+    /// Runs the action under its ledger scope and bounded time: what became
+    /// of it, in words, and the fix it applied.
+    async fn run_action(
+        &self,
+        record: &CommandRecord,
+        spec: &CommandSpec,
+        parsed: &Parsed,
+        person: &Person,
+        notification: Option<&Notification>,
+        decision: Option<&Decision>,
+    ) -> (DecisionStatus, String, Option<String>) {
+        let Some(action) = self.inner.actions.get(&spec.action) else {
+            return (
+                DecisionStatus::Failed,
+                format!("action '{}' is missing", spec.action),
+                None,
+            );
+        };
+        let scope = EffectScope {
+            ledger: self.inner.services.ledger.clone(),
+            prefix: record.command.idempotency_key.clone(),
+            owner: match (notification, decision) {
+                (Some(n), Some(d)) => {
+                    format!("#{} {} (round {})", n.id, d.question, d.round.max(1))
+                }
+                (Some(n), None) => format!("#{} {}", n.id, spec.name),
+                _ => spec.name.clone(),
+            },
+        };
+        let ctx = ActionContext {
+            actor: &person.name,
+            parsed,
+            notification,
+            services: &self.inner.services,
+            effects: &scope,
+        };
+        let timeout = Duration::from_secs(self.inner.config.action_timeout_secs.max(1));
+        match tokio::time::timeout(timeout, action.run(&ctx)).await {
+            Ok(Ok(o)) => (DecisionStatus::Succeeded, o.summary, o.fix_applied),
+            Ok(Err(e)) if e.is_pending() => (DecisionStatus::Pending, e.to_string(), None),
+            Ok(Err(e)) => (DecisionStatus::Failed, e.to_string(), None),
+            Err(_) => {
+                // Cut off mid-way: a step may be in flight. If any was
+                // intended its outcome is unknown, so it is pending.
+                let unsettled = scope
+                    .ledger
+                    .with_prefix(&format!("{}/", scope.prefix))
+                    .map(|l| {
+                        l.iter().any(|r| {
+                            !matches!(
+                                r.status,
+                                crate::effects::EffectStatus::Succeeded
+                                    | crate::effects::EffectStatus::Failed
+                            )
+                        })
+                    })
+                    .unwrap_or(true);
+                let why = format!("gave up waiting after {}s", timeout.as_secs());
+                if unsettled {
+                    (DecisionStatus::Pending, why, None)
+                } else {
+                    (
+                        DecisionStatus::Failed,
+                        format!("{why}; nothing was sent"),
+                        None,
+                    )
+                }
+            }
+        }
     }
 
     fn render_reply(
@@ -649,35 +732,21 @@ impl Engine {
         })
     }
 
-    /// After a restart: actions that were running when qmoi stopped have an
-    /// unknown outcome. Mark them interrupted (their questions reopen) and
-    /// tell the threads, so nobody waits for an answer that will not come.
+    /// After a restart, before anything else runs: every decision that was
+    /// running or pending is resumed — its action runs again and the ledger
+    /// recognises each effect that already happened (reconciling those whose
+    /// outcome was never recorded), so nothing is done twice and nothing
+    /// that happened is reported as failed. Commands that decide nothing and
+    /// were cut off are marked interrupted. Returns how many were resumed.
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let s = &self.inner.store;
-        let mut n = 0;
-        for (key, mut d) in s.all::<Decision>(trees::DECISIONS)? {
-            if d.status != DecisionStatus::Running {
+        let mut resumed = 0;
+        for (key, d) in s.all::<Decision>(trees::DECISIONS)? {
+            if !matches!(d.status, DecisionStatus::Running | DecisionStatus::Pending) {
                 continue;
             }
-            d.status = DecisionStatus::Interrupted;
-            d.outcome = Some("qmoi restarted while this ran; the outcome is unknown — check the forge, then answer again".into());
-            s.put(trees::DECISIONS, &key, &d)?;
-            s.audit(AuditEntry::new(
-                "action.interrupted",
-                format!("#{}", d.notification),
-                format!("{} by {}", d.command, d.by),
-            ))?;
-            if let Some(notif) = s.notification(d.notification)? {
-                self.inner.notifier.queue_report(
-                    &notif,
-                    &Report {
-                        decision: d.clone(),
-                        ok: false,
-                    },
-                    None,
-                )?;
-            }
-            n += 1;
+            self.resume(&key, d).await?;
+            resumed += 1;
         }
         for (key, mut r) in s.all::<CommandRecord>(trees::COMMANDS)? {
             if r.status == CommandStatus::Running {
@@ -686,11 +755,110 @@ impl Engine {
                 s.put(trees::COMMANDS, &key, &r)?;
             }
         }
-        if n > 0 {
-            s.durable().await?;
-            self.inner.notifier.kick();
+        s.durable().await?;
+        self.inner.notifier.kick();
+        Ok(resumed)
+    }
+
+    /// Runs a running or pending decision's action again. A decision whose
+    /// command can no longer be rebuilt is marked interrupted and reported.
+    async fn resume(&self, key: &[u8], mut d: Decision) -> Result<(), EngineError> {
+        let s = &self.inner.store;
+        match self.job_for(&d)? {
+            Some(job) => {
+                s.audit(AuditEntry::new(
+                    "action.resumed",
+                    format!("#{}", d.notification),
+                    format!("{} by {} (key {})", d.command, d.by, d.command_key),
+                ))?;
+                self.run(job).await?;
+            }
+            None => {
+                d.status = DecisionStatus::Interrupted;
+                d.outcome = Some("qmoi restarted while this ran and cannot resume it; check the forge, then answer again".into());
+                s.put(trees::DECISIONS, key, &d)?;
+                if let Some(n) = s.notification(d.notification)? {
+                    self.inner.notifier.queue_report(
+                        &n,
+                        &Report {
+                            decision: d.clone(),
+                            ok: false,
+                        },
+                        None,
+                    )?;
+                }
+            }
         }
-        Ok(n)
+        Ok(())
+    }
+
+    /// Rebuilds what running a decision's action needs from memory.
+    fn job_for(&self, d: &Decision) -> Result<Option<Job>, EngineError> {
+        let s = &self.inner.store;
+        let Some(record) = s.get::<CommandRecord>(trees::COMMANDS, d.command_key.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let Some(parsed) = record.parsed.clone() else {
+            return Ok(None);
+        };
+        let Some(spec) = self.inner.registry.get(&parsed.name).cloned() else {
+            return Ok(None);
+        };
+        let Some(person) = self
+            .inner
+            .directory
+            .people()
+            .iter()
+            .find(|p| Some(&p.name) == record.person.as_ref())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let notification = s.notification(d.notification)?;
+        Ok(Some(Job {
+            record,
+            spec,
+            parsed,
+            person,
+            notification,
+            decision: Some(d.clone()),
+            resumed: true,
+        }))
+    }
+
+    /// Keeps resuming pending decisions, with capped exponential backoff on
+    /// `clock`, until the forge can be read and each settles. Never reopens
+    /// a pending question: its effect may have happened.
+    pub async fn reconcile_loop(self, clock: SharedClock) {
+        let base = Duration::from_secs(self.inner.config.reconcile_base_secs.max(1));
+        let cap = Duration::from_secs(self.inner.config.reconcile_max_secs.max(1)).max(base);
+        let mut wait = base;
+        loop {
+            let pending: Vec<(Vec<u8>, Decision)> =
+                match self.inner.store.all::<Decision>(trees::DECISIONS) {
+                    Ok(all) => all
+                        .into_iter()
+                        .filter(|(_, d)| d.status == DecisionStatus::Pending)
+                        .collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read pending decisions");
+                        Vec::new()
+                    }
+                };
+            if pending.is_empty() {
+                wait = base;
+                self.inner.pending.notified().await;
+                continue;
+            }
+            clock.sleep(wait).await;
+            wait = (wait * 2).min(cap);
+            for (key, d) in pending {
+                if let Err(e) = self.resume(&key, d).await {
+                    tracing::error!(error = %e, "reconciling a pending decision failed");
+                }
+            }
+        }
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -712,5 +880,73 @@ fn status_label(s: CommandStatus) -> &'static str {
         CommandStatus::Succeeded => "succeeded",
         CommandStatus::Failed => "failed",
         CommandStatus::Interrupted => "interrupted",
+        CommandStatus::Pending => "pending",
     }
+}
+
+/// A running decision of `cmd` on question `question` of `n`.
+fn new_decision(
+    spec: &CommandSpec,
+    person: &Person,
+    cmd: &Command,
+    n: &Notification,
+    question: &str,
+) -> Decision {
+    Decision {
+        notification: n.id,
+        question: question.to_string(),
+        command: spec.name.clone(),
+        past_tense: spec
+            .past_tense
+            .clone()
+            .unwrap_or_else(|| format!("{}ed", spec.name)),
+        by: person.name.clone(),
+        via: cmd.origin.channel.clone(),
+        via_identity: Some(cmd.origin.identity.clone()),
+        at: Utc::now(),
+        status: DecisionStatus::Running,
+        outcome: None,
+        command_key: cmd.idempotency_key.clone(),
+        round: 1,
+        occurrence: n.occurrences.max(1),
+    }
+}
+
+/// What someone answering a question that is not open is told.
+fn taken_reply(nid: u64, taken: &Decision) -> Reply {
+    let when = taken.at.format("%H:%M UTC");
+    let (status, text) = match taken.status {
+        DecisionStatus::Running => (
+            CommandStatus::AlreadyDecided,
+            format!(
+                "#{nid} is being handled: {} {} via {} at {when}. Nothing else was run.",
+                taken.by, taken.past_tense, taken.via
+            ),
+        ),
+        DecisionStatus::Pending => (
+            CommandStatus::Pending,
+            format!(
+                "#{nid}: {} by {} via {} at {when} — outcome pending, qmoi is checking the forge ({}). Nothing was run.",
+                taken.command,
+                taken.by,
+                taken.via,
+                taken.outcome.as_deref().unwrap_or("no answer yet")
+            ),
+        ),
+        _ => (
+            CommandStatus::AlreadyDecided,
+            format!(
+                "Already {} by {} via {} at {when}{}. Nothing was run.",
+                taken.past_tense,
+                taken.by,
+                taken.via,
+                taken
+                    .outcome
+                    .as_ref()
+                    .map(|o| format!(" ({o})"))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    Reply::new(status, text, Some(nid))
 }

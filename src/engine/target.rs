@@ -53,7 +53,12 @@ pub(super) fn resolve(
     }
     // The most recent notification that offers this command and whose
     // question is still open (an index read, not a scan).
-    if let Some(n) = store.latest_awaiting(&spec.name, spec.decides.as_deref())? {
+    let registry = engine.registry();
+    let open = |n: &Notification| match &spec.decides {
+        Some(q) => Ok(super::questions::current(store, registry, n, q)?.open),
+        None => Ok(true),
+    };
+    if let Some(n) = store.latest_offering(&spec.name, open)? {
         return Ok(Ok(Some(n)));
     }
     if required {

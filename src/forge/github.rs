@@ -48,6 +48,15 @@ impl GitHub {
         Ok(u)
     }
 
+    /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}`: the run, with its
+    /// `run_attempt` (1, then higher after each re-run).
+    pub async fn run(&self, repo: &str, run: u64) -> Result<serde_json::Value, ForgeError> {
+        let url = self.url(repo, &["actions", "runs", &run.to_string()])?;
+        self.rest
+            .json(Method::GET, url, None, &format!("run {run} of {repo}"))
+            .await
+    }
+
     /// `POST /repos/{owner}/{repo}/actions/jobs/{job_id}/rerun`.
     pub async fn rerun_job(&self, repo: &str, job: u64) -> Result<(), ForgeError> {
         let url = self.url(repo, &["actions", "jobs", &job.to_string(), "rerun"])?;

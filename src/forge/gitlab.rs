@@ -171,6 +171,81 @@ impl GitLab {
         .await
     }
 
+    fn api(&self, segs: &[&str]) -> Url {
+        let mut u = self.base.clone();
+        if let Ok(mut s) = u.path_segments_mut() {
+            s.extend(segs);
+        }
+        u
+    }
+
+    /// `GET /user`: who qmoi's token belongs to (to recognise its approvals).
+    pub async fn current_user(&self) -> Result<Value, ForgeError> {
+        self.json(Method::GET, self.api(&["user"]), None, "qmoi's GitLab user")
+            .await
+    }
+
+    /// `GET /projects/:id/jobs/:job_id`.
+    pub async fn job(&self, project: &str, job: u64) -> Result<Value, ForgeError> {
+        let url = self.url(project, &["jobs", &job.to_string()]);
+        self.json(
+            Method::GET,
+            url,
+            None,
+            &format!("job {job} of project {project}"),
+        )
+        .await
+    }
+
+    /// `GET /projects/:id/pipelines/:pipeline_id/jobs?include_retried=true`:
+    /// every job of the pipeline, retried ones included (the REST job entity
+    /// has no `retried` field; a retry shows as a newer job of the same name).
+    pub async fn pipeline_jobs(
+        &self,
+        project: &str,
+        pipeline: u64,
+    ) -> Result<Vec<Value>, ForgeError> {
+        let mut url = self.url(project, &["pipelines", &pipeline.to_string(), "jobs"]);
+        url.query_pairs_mut()
+            .append_pair("include_retried", "true")
+            .append_pair("per_page", "100");
+        let v = self
+            .json(
+                Method::GET,
+                url,
+                None,
+                &format!("the jobs of pipeline {pipeline}"),
+            )
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /projects/:id/merge_requests/:iid`.
+    pub async fn merge_request(&self, project: &str, iid: u64) -> Result<Value, ForgeError> {
+        let url = self.url(project, &["merge_requests", &iid.to_string()]);
+        self.json(Method::GET, url, None, &format!("!{iid} in {project}"))
+            .await
+    }
+
+    /// `GET /projects/:id/merge_requests/:iid/approvals`.
+    pub async fn approvals(&self, project: &str, iid: u64) -> Result<Value, ForgeError> {
+        let url = self.url(project, &["merge_requests", &iid.to_string(), "approvals"]);
+        self.json(Method::GET, url, None, &format!("the approvals of !{iid}"))
+            .await
+    }
+
+    /// `GET /projects/:id/merge_requests/:iid/notes`, newest first.
+    pub async fn notes(&self, project: &str, iid: u64) -> Result<Vec<Value>, ForgeError> {
+        let mut url = self.url(project, &["merge_requests", &iid.to_string(), "notes"]);
+        url.query_pairs_mut()
+            .append_pair("sort", "desc")
+            .append_pair("per_page", "100");
+        let v = self
+            .json(Method::GET, url, None, &format!("the notes of !{iid}"))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
     /// `GET /projects/:id/jobs/:job_id/trace`: the job's log.
     pub async fn job_trace(&self, project: &str, job: u64) -> Result<String, ForgeError> {
         let url = self.url(project, &["jobs", &job.to_string(), "trace"]);

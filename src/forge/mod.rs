@@ -4,6 +4,7 @@
 //! choice lives in memory (`forge_state`) so it survives restarts and every
 //! action sees the same answer.
 
+pub mod effects;
 pub mod github;
 pub mod gitlab;
 pub mod rest;

@@ -1,7 +1,18 @@
 //! The HTTP part every forge client shares: authentication header, timeouts,
-//! waiting out 429 (`Retry-After`), retrying 5xx and connection failures,
-//! and turning the rest into a [`ForgeError`] that tells the person who
-//! asked what went wrong — without ever including the token.
+//! waiting out 429 (`Retry-After`), retrying what is safe to retry, and
+//! turning the rest into a [`ForgeError`] that tells the person who asked
+//! what went wrong — without ever including the token.
+//!
+//! What is safe to retry depends on the method. A read (`GET`, `HEAD`) may be
+//! sent again after a timeout, a 5xx or a reset: it changes nothing. A write
+//! (`POST`, `PUT`, `PATCH`, `DELETE`) is sent **at most once** past the point
+//! where the forge may have acted on it: a timeout, a reset or a 5xx after the
+//! request went out may mean the work was done, so the call ends with
+//! [`ForgeError::NoAnswer`] or [`ForgeError::Server`] and the caller (the
+//! effect ledger, [`crate::effects`]) finds out what happened by reading the
+//! forge. Only failures that prove the forge did nothing are retried for
+//! writes: a refused connection (the request never left) and 429 (the forge
+//! refused before doing anything).
 
 use crate::config::Secret;
 use reqwest::{Method, StatusCode, Url};
@@ -89,7 +100,18 @@ pub enum ForgeError {
         /// The forge's message.
         message: String,
     },
-    /// Connection failure or timeout.
+    /// The request was sent but no answer came (timeout, connection reset):
+    /// the forge may or may not have acted on it.
+    #[error("{forge} did not answer {what} ({message}); it may have acted on it")]
+    NoAnswer {
+        /// Which forge.
+        forge: String,
+        /// The operation.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// The connection could not be made: the request never left qmoi.
     #[error("cannot reach {forge} for {what}: {message}")]
     Unreachable {
         /// Which forge.
@@ -99,6 +121,23 @@ pub enum ForgeError {
         /// Why.
         message: String,
     },
+}
+
+impl ForgeError {
+    /// Whether the forge may have acted although the call failed: a write
+    /// that got no answer or a 5xx. Such a call is never repeated; its
+    /// outcome is found by reading the forge.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ForgeError::NoAnswer { .. } | ForgeError::Server { .. }
+        )
+    }
+}
+
+/// Whether `method` may be re-sent after an ambiguous failure.
+fn idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// An authenticated JSON-over-HTTP client for one forge.
@@ -149,7 +188,8 @@ impl Rest {
         &self.name
     }
 
-    /// One call with retries; the response body as text.
+    /// One call, retried only where that is safe (see the module docs); the
+    /// response body as text.
     pub async fn call(
         &self,
         method: Method,
@@ -173,14 +213,29 @@ impl Rest {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout()) {
+                    let never_sent = e.is_connect();
+                    if attempt < ATTEMPTS && (never_sent || idempotent(&method)) {
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                         continue;
                     }
-                    return Err(ForgeError::Unreachable {
-                        forge: self.name.clone(),
-                        what: what.into(),
-                        message: without_url(&e),
+                    let message = if e.is_timeout() {
+                        "timed out".to_string()
+                    } else {
+                        without_url(&e)
+                    };
+                    let (forge, what) = (self.name.clone(), what.to_string());
+                    return Err(if never_sent {
+                        ForgeError::Unreachable {
+                            forge,
+                            what,
+                            message,
+                        }
+                    } else {
+                        ForgeError::NoAnswer {
+                            forge,
+                            what,
+                            message,
+                        }
                     });
                 }
             };
@@ -210,7 +265,7 @@ impl Rest {
                     }
                 }
                 500..=599 => {
-                    if attempt < ATTEMPTS {
+                    if attempt < ATTEMPTS && idempotent(&method) {
                         tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt - 1)))
                             .await;
                         continue;

@@ -14,8 +14,8 @@ pub use templates::{TemplateError, Templates};
 use crate::command::Registry;
 use crate::config::NotifyConfig;
 use crate::store::{
-    seq_key, trees, Answer, AuditEntry, Decision, DecisionStatus, DeliveryLogEntry, MessageKind,
-    Notification, OutboxItem, OutboxStatus, Outgoing, Store, StoreError, ThreadRef,
+    seq_key, trees, Answer, AuditEntry, Decision, DeliveryLogEntry, MessageKind, Notification,
+    OutboxItem, OutboxStatus, Outgoing, Store, StoreError, ThreadRef,
 };
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, Utc};
@@ -152,10 +152,15 @@ impl Notifier {
         map.get(name).cloned()
     }
 
-    /// The answers a notification offers, as buttons or words.
+    /// The answers a notification offers, as buttons or words: exactly its
+    /// open questions' commands (and those that close no question).
     pub fn answers_for(&self, n: &Notification) -> Vec<Answer> {
-        n.answers
-            .iter()
+        let open = crate::engine::questions::offered(&self.store, &self.registry, n)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read questions; offering every answer");
+                n.answers.clone()
+            });
+        open.iter()
             .filter_map(|name| self.registry.get(name))
             .map(|spec| Answer {
                 command: spec.name.clone(),
@@ -210,14 +215,7 @@ impl Notifier {
         update: Option<&str>,
     ) -> Result<usize, NotifyError> {
         let decisions = self.store.decisions_for(n.id)?;
-        let answers = if decisions
-            .iter()
-            .any(|d| d.status == DecisionStatus::Succeeded)
-        {
-            Vec::new()
-        } else {
-            self.answers_for(n)
-        };
+        let answers = self.answers_for(n);
         let ctx = notification_context(n, &answers, &decisions, update);
         // An update's thread may not be known yet (the original is still in
         // the outbox); it is resolved when the update is delivered, which the
@@ -241,10 +239,33 @@ impl Notifier {
         Ok(channels.len())
     }
 
+    /// Announces a new occurrence that reopened a question (the retried job
+    /// failed again): the whole notification again — new job, link, and the
+    /// open questions' answers — posted in the notification's thread where
+    /// the channel has one, as a new message (never an edit).
+    pub fn queue_occurrence(&self, n: &Notification) -> Result<usize, NotifyError> {
+        let answers = self.answers_for(n);
+        let ctx = notification_context(n, &answers, &self.store.decisions_for(n.id)?, None);
+        let channels = self.active_channels();
+        for channel in &channels {
+            self.render_and_enqueue(
+                channel,
+                n,
+                MessageKind::Notification,
+                "notification",
+                Self::thread_on(n, channel),
+                answers.clone(),
+                &ctx,
+            )?;
+        }
+        Ok(channels.len())
+    }
+
     /// Tells channels that can edit messages to replace a decided
     /// notification's buttons with the decision.
     pub fn queue_decided(&self, n: &Notification, text: &str) -> Result<usize, NotifyError> {
-        let ctx = notification_context(n, &[], &self.store.decisions_for(n.id)?, Some(text));
+        let answers = self.answers_for(n);
+        let ctx = notification_context(n, &answers, &self.store.decisions_for(n.id)?, Some(text));
         let mut queued = 0;
         for channel in self.active_channels() {
             let editable = self.channel(&channel).is_some_and(|c| c.edits_messages());
@@ -255,7 +276,7 @@ impl Notifier {
                     MessageKind::Update,
                     "update",
                     Some(thread),
-                    Vec::new(),
+                    answers.clone(),
                     &ctx,
                 )?;
                 queued += 1;
@@ -364,6 +385,11 @@ impl Notifier {
             .map(|(_, i)| i)
             .filter(|i| i.status == OutboxStatus::Pending)
             .collect();
+        // Nothing is shown to anyone before it is durable: a notification
+        // number a person has seen is never reassigned after a crash.
+        if !items.is_empty() {
+            self.store.durable().await?;
+        }
         let mut by_channel: HashMap<String, Vec<OutboxItem>> = HashMap::new();
         for item in items {
             by_channel

@@ -211,10 +211,13 @@ impl Store {
             Order::Descending,
             limit,
             |hit| {
-                let closed = self
-                    .decisions_for(hit.value.id)?
-                    .iter()
-                    .any(|d| closes(d.status, &d.question));
+                // A decision taken before the latest occurrence may have
+                // been followed by a new round of its question (a retried
+                // job failed again): not closed for good.
+                let latest = hit.value.occurrences;
+                let closed = self.decisions_for(hit.value.id)?.iter().any(|d| {
+                    closes(d.status, &d.question) && (d.occurrence == 0 || d.occurrence >= latest)
+                });
                 if closed {
                     hit.drop_entry()?;
                 }
@@ -249,6 +252,24 @@ impl Store {
                     _ => true,
                 })
             },
+        )?;
+        Ok(hits.into_iter().next().map(|h| h.value))
+    }
+
+    /// The newest notification offering `answer` for which `open` says
+    /// yes — the engine's questions decide (rounds, pending), so nothing is
+    /// dropped from the index here.
+    pub fn latest_offering(
+        &self,
+        answer: &str,
+        mut open: impl FnMut(&Notification) -> Result<bool, StoreError>,
+    ) -> Result<Option<Notification>, StoreError> {
+        let hits = self.index_scan::<Notification>(
+            names::ANSWER,
+            &term(&[answer]),
+            Order::Descending,
+            1,
+            |hit| open(&hit.value),
         )?;
         Ok(hits.into_iter().next().map(|h| h.value))
     }

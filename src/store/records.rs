@@ -81,6 +81,9 @@ pub enum DecisionStatus {
     Failed,
     /// qmoi stopped while the action ran; the outcome is unknown.
     Interrupted,
+    /// The action's outside effect may have happened and the forge cannot
+    /// be read yet: closed (never re-run), qmoi keeps checking.
+    Pending,
 }
 
 /// The answer to one question on one notification. The first valid answer
@@ -110,6 +113,13 @@ pub struct Decision {
     pub outcome: Option<String>,
     /// Idempotency key of the deciding command.
     pub command_key: String,
+    /// Which round of the question (1 when absent; a question such as
+    /// `retry` opens a new round when the failure happens again).
+    #[serde(default)]
+    pub round: u32,
+    /// The notification's occurrence count when it was decided.
+    #[serde(default)]
+    pub occurrence: u32,
 }
 
 /// What became of a command.
@@ -132,6 +142,8 @@ pub enum CommandStatus {
     Failed,
     /// qmoi stopped while it ran.
     Interrupted,
+    /// The action's outside effect may have happened; qmoi is checking.
+    Pending,
 }
 
 /// One command, as received and as handled.

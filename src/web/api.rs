@@ -142,6 +142,11 @@ pub async fn get_notification(
     if let Some(r) = unauthorized(&state, &headers, "notifications") {
         return r;
     }
+    // Only what is durable is shown: a number someone has seen is never
+    // reassigned after a crash.
+    if let Err(e) = state.store.durable().await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
     match (state.store.notification(id), state.store.decisions_for(id)) {
         (Ok(Some(n)), Ok(decisions)) => (
             StatusCode::OK,

@@ -1,91 +1,127 @@
-//! A local GitLab REST API v4 test server.
+//! A stateful local GitLab REST API v4 test server.
 //!
-//! Implements the endpoints qmoi calls as GitLab documents them (status
-//! codes, JSON shapes, `PRIVATE-TOKEN` auth), records every request so tests
-//! can assert the exact method, path, headers and body, and can be told to
-//! answer the next matching requests with a fault (401/403/404/409/429/5xx).
+//! It keeps state as GitLab documents it (checked against the jobs,
+//! pipelines, merge requests, approvals and notes pages of the API docs):
+//! - `POST /jobs/:id/retry` creates a new job of the same name in the same
+//!   pipeline (201, the new job); the retried job can no longer be retried
+//!   (403 "Job is not retryable"); `GET /pipelines/:id/jobs` hides retried
+//!   jobs unless `include_retried=true`, newest first;
+//! - `POST /pipelines/:id/retry` retries the pipeline's failed jobs;
+//! - `POST /merge_requests/:iid/approve` with a `sha` that is not the head
+//!   is 409; approving twice is 401 (GitLab's answer); the approvals are
+//!   listed by `GET …/approvals` (`approved_by[].user`);
+//! - `PUT …/merge` merges once: a merged or closed MR is 405, an
+//!   unapproved one (approvals required) is 405, a wrong `sha` is 409;
+//! - `PUT /merge_requests/:iid` with `state_event=close` closes it;
+//! - notes are stored and listed.
+//!
+//! Every request is recorded; faults ([`super::http::Fault`]) can be armed
+//! per method and path. [`GitLabServer::start_strict`] answers 404 for jobs
+//! and merge requests that were not seeded ([`GitLabServer::seed_job`],
+//! [`GitLabServer::seed_mr`]), as GitLab does; [`GitLabServer::start`]
+//! (used by tests that only need *a* GitLab) seeds on first mention a failed
+//! job `test` in pipeline 2366 and an open MR with head `abc123def4567890`,
+//! the fixtures the test hooks describe.
 
 #![allow(dead_code)]
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use super::http::{Fault, Handler, Req, Resp, Server};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// One recorded request.
+pub type Recorded = Req;
+
+/// The user qmoi's token belongs to.
+pub const QMOI_USER: u64 = 42;
+
 #[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    /// Path as sent on the wire (percent-encoding preserved).
-    pub path: String,
-    pub headers: HashMap<String, String>,
-    pub body: String,
-    /// When the request arrived (for latency measurements).
-    pub at: chrono::DateTime<chrono::Utc>,
+struct Job {
+    id: u64,
+    project: String,
+    name: String,
+    stage: String,
+    pipeline: u64,
+    status: String,
+    retried: bool,
 }
 
-impl Recorded {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-#[derive(Clone)]
-struct Fault {
-    path_contains: String,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    remaining: usize,
+#[derive(Debug, Clone)]
+struct MergeRequest {
+    iid: u64,
+    state: String,
+    sha: String,
+    approvals_required: usize,
+    approved_by: Vec<u64>,
+    merge_commit_sha: Option<String>,
+    notes: Vec<(u64, String)>,
 }
 
 #[derive(Default)]
-struct Inner {
-    requests: Vec<Recorded>,
-    faults: Vec<Fault>,
-    traces: HashMap<u64, String>,
+struct State {
+    jobs: BTreeMap<u64, Job>,
+    /// (project, iid) → MR.
+    mrs: BTreeMap<(String, u64), MergeRequest>,
+    traces: BTreeMap<u64, String>,
+    next_note: u64,
+    lenient: bool,
 }
 
-/// Handle to a running test server.
+/// Handle to a running test GitLab.
 #[derive(Clone)]
 pub struct GitLabServer {
     pub addr: SocketAddr,
     pub token: String,
-    inner: Arc<Mutex<Inner>>,
+    server: Server,
+    state: Arc<Mutex<State>>,
 }
 
 impl GitLabServer {
+    /// A GitLab that seeds what tests mention (see the module docs).
     pub async fn start(token: &str) -> GitLabServer {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let server = GitLabServer {
-            addr: ([127, 0, 0, 1], 0).into(),
+        Self::start_with(token, true).await
+    }
+
+    /// A GitLab that knows only what was seeded.
+    pub async fn start_strict(token: &str) -> GitLabServer {
+        Self::start_with(token, false).await
+    }
+
+    async fn start_with(token: &str, lenient: bool) -> GitLabServer {
+        let state = Arc::new(Mutex::new(State {
+            next_note: 300,
+            lenient,
+            ..State::default()
+        }));
+        let (st, tok) = (state.clone(), token.to_string());
+        let handler: Handler = Arc::new(move |req: &Req| handle(&st, &tok, req));
+        let server = Server::start(handler).await;
+        GitLabServer {
+            addr: server.addr,
             token: token.to_string(),
-            inner,
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind test gitlab");
-        let addr = listener.local_addr().expect("addr");
-        let server = GitLabServer { addr, ..server };
-        let app = Router::new().fallback(handle).with_state(server.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        server
+            server,
+            state,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.lock().expect("lock").requests.clone()
+        self.server.requests()
+    }
+
+    /// Requests that change something (everything but `GET`): what a test
+    /// counts to say "this ran once" (reads are free and may be retried).
+    pub fn writes(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .collect()
     }
 
     /// Requests whose method and path match.
@@ -96,8 +132,8 @@ impl GitLabServer {
             .collect()
     }
 
-    /// Answer the next `times` requests whose path contains `path_contains`
-    /// with `status` (and headers/body) instead of the normal answer.
+    /// Answer the next `times` requests (any method) whose path contains
+    /// `path_contains` with `status` (and headers/body), doing nothing.
     pub fn fail_next(
         &self,
         path_contains: &str,
@@ -106,159 +142,374 @@ impl GitLabServer {
         body: &str,
         times: usize,
     ) {
-        self.inner.lock().expect("lock").faults.push(Fault {
-            path_contains: path_contains.into(),
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.into(),
-            remaining: times,
-        });
+        self.server.arm(
+            None,
+            path_contains,
+            Fault::Status {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: body.into(),
+            },
+            times,
+        );
+    }
+
+    /// Arms a fault for requests with `method` whose path contains `path`.
+    pub fn arm(&self, method: &str, path: &str, fault: Fault, times: usize) {
+        self.server.arm(Some(method), path, fault, times);
+    }
+
+    /// Disarms every fault.
+    pub fn disarm(&self) {
+        self.server.disarm();
     }
 
     /// The log `GET …/jobs/:id/trace` serves.
     pub fn set_trace(&self, job: u64, log: &str) {
-        self.inner
+        self.state
             .lock()
             .expect("lock")
             .traces
             .insert(job, log.into());
     }
+
+    /// A job that exists on this GitLab.
+    pub fn seed_job(&self, project: &str, pipeline: u64, id: u64, name: &str, status: &str) {
+        self.state.lock().expect("lock").jobs.insert(
+            id,
+            Job {
+                id,
+                project: project.into(),
+                name: name.into(),
+                stage: "test".into(),
+                pipeline,
+                status: status.into(),
+                retried: false,
+            },
+        );
+    }
+
+    /// Marks a job finished (a retried job failing again).
+    pub fn finish_job(&self, id: u64, status: &str) {
+        if let Some(j) = self.state.lock().expect("lock").jobs.get_mut(&id) {
+            j.status = status.into();
+        }
+    }
+
+    /// An open merge request with head `sha`, needing one approval.
+    pub fn seed_mr(&self, project: &str, iid: u64, sha: &str) {
+        self.state.lock().expect("lock").mrs.insert(
+            (project.into(), iid),
+            MergeRequest {
+                iid,
+                state: "opened".into(),
+                sha: sha.into(),
+                approvals_required: 1,
+                approved_by: Vec::new(),
+                merge_commit_sha: None,
+                notes: Vec::new(),
+            },
+        );
+    }
+
+    /// Retries GitLab has performed of jobs named `name` in `pipeline`.
+    pub fn retries_of(&self, pipeline: u64, name: &str) -> usize {
+        let st = self.state.lock().expect("lock");
+        st.jobs
+            .values()
+            .filter(|j| j.pipeline == pipeline && j.name == name && j.retried)
+            .count()
+    }
+
+    /// The newest job named `name` in `pipeline`.
+    pub fn newest_job(&self, pipeline: u64, name: &str) -> Option<u64> {
+        let st = self.state.lock().expect("lock");
+        st.jobs
+            .values()
+            .filter(|j| j.pipeline == pipeline && j.name == name)
+            .map(|j| j.id)
+            .max()
+    }
+
+    /// (state, approvals, notes) of a merge request.
+    pub fn mr(&self, project: &str, iid: u64) -> Option<(String, usize, usize)> {
+        let st = self.state.lock().expect("lock");
+        st.mrs
+            .get(&(project.to_string(), iid))
+            .map(|m| (m.state.clone(), m.approved_by.len(), m.notes.len()))
+    }
+
+    /// How many times a merge request was merged (0 or 1 — GitLab refuses more).
+    pub fn merges(&self, project: &str, iid: u64) -> usize {
+        self.mr(project, iid)
+            .map(|(s, _, _)| usize::from(s == "merged"))
+            .unwrap_or(0)
+    }
 }
 
-fn gl_error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "message": message }))).into_response()
+fn err(status: u16, message: &str) -> Resp {
+    Resp::json(status, json!({ "message": message }))
 }
 
-async fn handle(
-    State(s): State<GitLabServer>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let rec = Recorded {
-        method: method.to_string(),
-        path: path.clone(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        at: chrono::Utc::now(),
+fn job_json(j: &Job) -> Value {
+    json!({
+        "id": j.id, "name": j.name, "stage": j.stage, "status": j.status,
+        "ref": "main", "tag": false, "allow_failure": false,
+        "pipeline": { "id": j.pipeline, "project_id": j.project, "status": j.status },
+        "web_url": format!("http://gitlab.test/gitlab-org/gitlab-test/-/jobs/{}", j.id),
+    })
+}
+
+fn mr_json(m: &MergeRequest) -> Value {
+    json!({
+        "iid": m.iid, "state": m.state, "sha": m.sha,
+        "merge_commit_sha": m.merge_commit_sha,
+        "web_url": format!("http://gitlab.test/gitlab-org/gitlab-test/-/merge_requests/{}", m.iid),
+    })
+}
+
+fn approvals_json(m: &MergeRequest) -> Value {
+    json!({
+        "iid": m.iid, "state": m.state,
+        "approvals_required": m.approvals_required,
+        "approvals_left": m.approvals_required.saturating_sub(m.approved_by.len()),
+        "approved_by": m.approved_by.iter().map(|u| json!({
+            "user": { "id": u, "username": if *u == QMOI_USER { "qmoi-bot" } else { "someone" } }
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `380` or `gitlab-org%2Fgitlab-test` → the project's ID.
+fn project_id(raw: &str) -> String {
+    match raw {
+        "gitlab-org%2Fgitlab-test" | "gitlab-org%2fgitlab-test" => "380".into(),
+        other => other.into(),
+    }
+}
+
+fn retry_job(st: &mut State, id: u64) -> Resp {
+    let Some(old) = st.jobs.get(&id).cloned() else {
+        return err(404, "404 Job Not Found");
     };
-    let fault = {
-        let mut inner = s.inner.lock().expect("lock");
-        inner.requests.push(rec.clone());
-        let mut hit = None;
-        for f in inner.faults.iter_mut() {
-            if f.remaining > 0 && path.contains(&f.path_contains) {
-                f.remaining -= 1;
-                hit = Some(f.clone());
-                break;
+    if old.retried || !matches!(old.status.as_str(), "failed" | "canceled" | "success") {
+        return err(403, "403 Forbidden - Job is not retryable");
+    }
+    let mut new_id = id + 1000;
+    while st.jobs.contains_key(&new_id) {
+        new_id += 1;
+    }
+    if let Some(j) = st.jobs.get_mut(&id) {
+        j.retried = true;
+    }
+    let new = Job {
+        id: new_id,
+        status: "pending".into(),
+        retried: false,
+        ..old
+    };
+    let body = job_json(&new);
+    st.jobs.insert(new_id, new);
+    Resp::json(201, body)
+}
+
+fn retry_pipeline(st: &mut State, pipeline: u64) -> Resp {
+    let failed: Vec<u64> = st
+        .jobs
+        .values()
+        .filter(|j| j.pipeline == pipeline && !j.retried && j.status == "failed")
+        .map(|j| j.id)
+        .collect();
+    if !st.jobs.values().any(|j| j.pipeline == pipeline) {
+        return err(404, "404 Not found");
+    }
+    for id in failed {
+        retry_job(st, id);
+    }
+    Resp::json(201, json!({ "id": pipeline, "status": "running" }))
+}
+
+fn pipeline_jobs(st: &State, pipeline: u64, include_retried: bool) -> Resp {
+    let mut jobs: Vec<&Job> = st
+        .jobs
+        .values()
+        .filter(|j| j.pipeline == pipeline && (include_retried || !j.retried))
+        .collect();
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    Resp::json(200, Value::Array(jobs.into_iter().map(job_json).collect()))
+}
+
+fn approve(m: &mut MergeRequest, body: &Value) -> Resp {
+    if let Some(sha) = body.get("sha").and_then(Value::as_str) {
+        if sha != m.sha {
+            return err(409, "SHA does not match HEAD of source branch");
+        }
+    }
+    if m.state != "opened" || m.approved_by.contains(&QMOI_USER) {
+        return err(401, "401 Unauthorized");
+    }
+    m.approved_by.push(QMOI_USER);
+    Resp::json(201, approvals_json(m))
+}
+
+fn merge(m: &mut MergeRequest, body: &Value) -> Resp {
+    if m.state != "opened" {
+        return err(405, "405 Method Not Allowed");
+    }
+    if let Some(sha) = body.get("sha").and_then(Value::as_str) {
+        if sha != m.sha {
+            return err(409, "SHA does not match HEAD of source branch");
+        }
+    }
+    if m.approved_by.len() < m.approvals_required {
+        return err(405, "405 Method Not Allowed");
+    }
+    m.state = "merged".into();
+    m.merge_commit_sha = Some(format!("{:0<40}", format!("m{}", m.sha)));
+    Resp::json(200, mr_json(m))
+}
+
+/// Lenient mode: the job or MR a request names exists from then on.
+fn seed_mentioned(st: &mut State, project: &str, rest: &[&str]) {
+    match rest {
+        ["jobs", id, ..] => {
+            if let Ok(id) = id.parse::<u64>() {
+                st.jobs.entry(id).or_insert_with(|| Job {
+                    id,
+                    project: project.into(),
+                    name: "test".into(),
+                    stage: "test".into(),
+                    pipeline: 2366,
+                    status: "failed".into(),
+                    retried: false,
+                });
             }
         }
-        hit
-    };
-    if let Some(f) = fault {
-        let mut resp = (
-            StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            f.body.clone(),
-        )
-            .into_response();
-        resp.headers_mut()
-            .insert("content-type", "application/json".parse().expect("hv"));
-        for (k, v) in f.headers {
-            if let (Ok(k), Ok(v)) = (axum::http::HeaderName::from_bytes(k.as_bytes()), v.parse()) {
-                resp.headers_mut().insert(k, v);
+        ["merge_requests", iid, ..] => {
+            if let Ok(iid) = iid.parse::<u64>() {
+                st.mrs
+                    .entry((project.to_string(), iid))
+                    .or_insert_with(|| MergeRequest {
+                        iid,
+                        state: "opened".into(),
+                        sha: "abc123def4567890".into(),
+                        approvals_required: 1,
+                        approved_by: Vec::new(),
+                        merge_commit_sha: None,
+                        notes: Vec::new(),
+                    });
             }
         }
-        return resp;
+        ["pipelines", id, "retry"] => {
+            if let Ok(p) = id.parse::<u64>() {
+                if !st.jobs.values().any(|j| j.pipeline == p) {
+                    let id = 1977;
+                    st.jobs.entry(id).or_insert_with(|| Job {
+                        id,
+                        project: project.into(),
+                        name: "test".into(),
+                        stage: "test".into(),
+                        pipeline: p,
+                        status: "failed".into(),
+                        retried: false,
+                    });
+                }
+            }
+        }
+        _ => {}
     }
-    if rec.headers.get("private-token").map(String::as_str) != Some(s.token.as_str()) {
-        return gl_error(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+}
+
+fn handle(state: &Mutex<State>, token: &str, req: &Req) -> Resp {
+    if req.headers.get("private-token").map(String::as_str) != Some(token) {
+        return err(401, "401 Unauthorized");
     }
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // api/v4/projects/:id/...
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    if segs.len() == 3 && segs[..3] == ["api", "v4", "user"] && req.method == "GET" {
+        return Resp::json(200, json!({ "id": QMOI_USER, "username": "qmoi-bot" }));
+    }
     if segs.len() < 4 || segs[0] != "api" || segs[1] != "v4" || segs[2] != "projects" {
-        return gl_error(StatusCode::NOT_FOUND, "404 Not Found");
+        return err(404, "404 Not Found");
     }
-    let project = segs[3];
+    let project = project_id(segs[3]);
     let rest = &segs[4..];
     let num = |s: &str| s.parse::<u64>().ok();
-    match (method.as_str(), rest) {
+    let mut st = state.lock().expect("lock");
+    let st = &mut *st;
+    if st.lenient {
+        seed_mentioned(st, &project, rest);
+    }
+    let body = req.json();
+    match (req.method.as_str(), rest) {
         ("POST", ["jobs", id, "retry"]) => match num(id) {
-            Some(id) => (
-                StatusCode::CREATED,
-                axum::Json(json!({
-                    "id": id + 1000, "status": "pending", "name": "test", "stage": "test",
-                    "web_url": format!("http://gitlab.test/{project}/-/jobs/{}", id + 1000)
-                })),
-            )
-                .into_response(),
-            None => gl_error(StatusCode::NOT_FOUND, "404 Job Not Found"),
+            Some(id) => retry_job(st, id),
+            None => err(404, "404 Job Not Found"),
         },
-        ("GET", ["jobs", id, "trace"]) => {
-            let log = num(id).and_then(|id| s.inner.lock().expect("lock").traces.get(&id).cloned());
-            match log {
-                Some(l) => (StatusCode::OK, l).into_response(),
-                None => gl_error(StatusCode::NOT_FOUND, "404 Not found"),
-            }
-        }
+        ("GET", ["jobs", id]) => match num(id).and_then(|id| st.jobs.get(&id)) {
+            Some(j) => Resp::json(200, job_json(j)),
+            None => err(404, "404 Job Not Found"),
+        },
+        ("GET", ["jobs", id, "trace"]) => match num(id).and_then(|id| st.traces.get(&id)) {
+            Some(l) => Resp::text(200, l),
+            None => err(404, "404 Not found"),
+        },
         ("POST", ["pipelines", id, "retry"]) => match num(id) {
-            Some(id) => (
-                StatusCode::CREATED,
-                axum::Json(json!({ "id": id, "status": "running" })),
-            )
-                .into_response(),
-            None => gl_error(StatusCode::NOT_FOUND, "404 Not found"),
+            Some(id) => retry_pipeline(st, id),
+            None => err(404, "404 Not found"),
         },
-        ("POST", ["merge_requests", iid, "approve"]) => match num(iid) {
-            Some(iid) => (
-                StatusCode::CREATED,
-                axum::Json(json!({ "iid": iid, "state": "opened", "approved": true })),
-            )
-                .into_response(),
-            None => gl_error(StatusCode::NOT_FOUND, "404 Not found"),
+        ("GET", ["pipelines", id, "jobs"]) => match num(id) {
+            Some(id) => pipeline_jobs(
+                st,
+                id,
+                req.query.get("include_retried").map(String::as_str) == Some("true"),
+            ),
+            None => err(404, "404 Not found"),
         },
-        ("PUT", ["merge_requests", iid, "merge"]) => match num(iid) {
-            Some(iid) => (
-                StatusCode::OK,
-                axum::Json(json!({ "iid": iid, "state": "merged" })),
-            )
-                .into_response(),
-            None => gl_error(StatusCode::NOT_FOUND, "404 Not found"),
-        },
-        ("PUT", ["merge_requests", iid]) => {
-            let body: Value = rec.json();
-            match (num(iid), body.get("state_event").and_then(|v| v.as_str())) {
-                (Some(iid), Some("close")) => (
-                    StatusCode::OK,
-                    axum::Json(json!({ "iid": iid, "state": "closed" })),
-                )
-                    .into_response(),
-                (Some(iid), _) => (
-                    StatusCode::OK,
-                    axum::Json(json!({ "iid": iid, "state": "opened" })),
-                )
-                    .into_response(),
-                _ => gl_error(StatusCode::NOT_FOUND, "404 Not found"),
+        (method, ["merge_requests", iid, tail @ ..]) => {
+            let Some(m) = num(iid).and_then(|iid| st.mrs.get_mut(&(project.clone(), iid))) else {
+                return err(404, "404 Not found");
+            };
+            match (method, tail) {
+                ("GET", []) => Resp::json(200, mr_json(m)),
+                ("POST", ["approve"]) => approve(m, &body),
+                ("GET", ["approvals"]) => Resp::json(200, approvals_json(m)),
+                ("PUT", ["merge"]) => merge(m, &body),
+                ("PUT", []) => {
+                    if body.get("state_event").and_then(Value::as_str) == Some("close")
+                        && m.state == "opened"
+                    {
+                        m.state = "closed".into();
+                    }
+                    Resp::json(200, mr_json(m))
+                }
+                ("POST", ["notes"]) => match body.get("body").and_then(Value::as_str) {
+                    Some(b) => {
+                        st.next_note += 1;
+                        let id = st.next_note;
+                        let m = st
+                            .mrs
+                            .get_mut(&(project.clone(), num(iid).unwrap_or_default()))
+                            .expect("mr");
+                        m.notes.push((id, b.to_string()));
+                        Resp::json(201, json!({ "id": id, "body": b }))
+                    }
+                    None => err(400, "body is missing"),
+                },
+                ("GET", ["notes"]) => Resp::json(
+                    200,
+                    Value::Array(
+                        m.notes
+                            .iter()
+                            .rev()
+                            .map(|(id, b)| json!({ "id": id, "body": b }))
+                            .collect(),
+                    ),
+                ),
+                _ => err(404, "404 Not Found"),
             }
         }
-        ("POST", ["merge_requests", _iid, "notes"]) => {
-            let body = rec.json();
-            match body.get("body").and_then(|b| b.as_str()) {
-                Some(b) => (
-                    StatusCode::CREATED,
-                    axum::Json(json!({ "id": 301, "body": b })),
-                )
-                    .into_response(),
-                None => gl_error(StatusCode::BAD_REQUEST, "body is missing"),
-            }
-        }
-        _ => gl_error(StatusCode::NOT_FOUND, "404 Not Found"),
+        _ => err(404, "404 Not Found"),
     }
 }

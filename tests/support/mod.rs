@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod github;
 pub mod gitlab;
+pub mod http;
 pub mod mail;
 pub mod slack;
 
@@ -103,6 +105,11 @@ pub struct TestBot {
 
 impl TestBot {
     pub async fn start(config: Config) -> TestBot {
+        Self::start_with_clock(config, qmoi::clock::SystemClock::shared()).await
+    }
+
+    /// A bot whose timers (reconciliation backoff) read `clock`.
+    pub async fn start_with_clock(config: Config, clock: qmoi::clock::SharedClock) -> TestBot {
         // `QMOI_LOG=debug cargo test … -- --nocapture` shows qmoi's logs.
         if let Ok(filter) = std::env::var("QMOI_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -116,7 +123,9 @@ impl TestBot {
             input: Box::new(BufReader::new(server)),
             output: Arc::new(tokio::sync::Mutex::new(Box::new(out.clone()))),
         };
-        let running = app::start(config, Some(io)).await.expect("bot starts");
+        let running = app::start_with_clock(config, Some(io), clock)
+            .await
+            .expect("bot starts");
         let base = format!("http://{}", running.addr);
         TestBot {
             running: Some(running),
@@ -288,57 +297,4 @@ pub fn fix_event(id: &str, iid: u64, excerpt: &str) -> Value {
             "merge_request": { "iid": iid, "url": format!("http://gitlab.test/gitlab-org/gitlab-test/-/merge_requests/{iid}"), "sha": "abc123def4567890" }
         }
     })
-}
-
-/// One recorded request: method, path, headers.
-pub type RecordedRequest = (String, String, std::collections::HashMap<String, String>);
-
-/// A minimal HTTP server that records every request and answers 201 `{}`:
-/// stands in for APIs where only the request matters (GitHub re-runs).
-#[derive(Clone, Default)]
-pub struct Recorder {
-    pub addr: Option<std::net::SocketAddr>,
-    pub requests: Arc<Mutex<Vec<RecordedRequest>>>,
-}
-
-impl Recorder {
-    pub async fn start() -> Recorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let r = Recorder {
-            addr: Some(listener.local_addr().expect("addr")),
-            ..Recorder::default()
-        };
-        let requests = r.requests.clone();
-        let app = axum::Router::new().fallback(
-            move |method: axum::http::Method,
-                  uri: axum::http::Uri,
-                  headers: axum::http::HeaderMap| {
-                let requests = requests.clone();
-                async move {
-                    let h = headers
-                        .iter()
-                        .map(|(k, v)| {
-                            (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
-                        })
-                        .collect();
-                    requests.lock().expect("lock").push((
-                        method.to_string(),
-                        uri.path().to_string(),
-                        h,
-                    ));
-                    (axum::http::StatusCode::CREATED, "{}")
-                }
-            },
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr.expect("started"))
-    }
 }
