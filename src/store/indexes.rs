@@ -389,6 +389,8 @@ mod tests {
             status,
             outcome: None,
             command_key: format!("k{n}"),
+            round: 1,
+            occurrence: 1,
         };
         s.put(
             trees::DECISIONS,
