@@ -35,6 +35,10 @@ pub struct ConsoleIo {
     pub output: Output,
 }
 
+/// How long requests in flight may take to finish at shutdown
+/// (the systemd unit's `TimeoutStopSec` is larger).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running bot.
 pub struct Running {
     /// The bound HTTP address (useful with port 0).
@@ -49,19 +53,36 @@ pub struct Running {
     pub intake: Arc<Intake>,
     /// Startup warnings (also logged).
     pub warnings: Vec<String>,
+    quit: Arc<tokio::sync::Notify>,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     server: Option<JoinHandle<()>>,
 }
 
 impl Running {
+    /// Resolves when someone typed `quit` at the console.
+    pub async fn quit_requested(&self) {
+        self.quit.notified().await;
+    }
+
     /// Stops accepting requests, stops workers and flushes the memory.
+    /// Requests in flight get [`SHUTDOWN_GRACE`] to finish; then they are
+    /// dropped (unacknowledged, so their senders retry).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    grace_secs = SHUTDOWN_GRACE.as_secs(),
+                    "HTTP requests still running at shutdown were cut off"
+                );
+                server.abort();
+            }
         }
         for t in &self.tasks {
             t.abort();
@@ -232,12 +253,14 @@ pub async fn start_with_clock(
             tasks.push(t);
         }
     }
+    let quit = Arc::new(tokio::sync::Notify::new());
     if let Some(io) = console_listener {
         tasks.push(tokio::spawn(console::listen(
             engine.clone(),
             io.input,
             io.output,
             config.console.identity.clone(),
+            quit.clone(),
         )));
     }
 
@@ -256,6 +279,7 @@ pub async fn start_with_clock(
         notifier,
         intake,
         warnings,
+        quit,
         stop: Some(stop_tx),
         tasks,
         server: Some(server),

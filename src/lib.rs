@@ -31,6 +31,7 @@ pub mod forge;
 pub mod fuzz;
 pub mod identity;
 pub mod intake;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod render;

@@ -4,13 +4,12 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use qmoi::app::{self, ConsoleIo};
+use qmoi::channels::console::terminal;
 use qmoi::config::{load_and_validate, Config, Sources, Validated};
+use qmoi::lifecycle::{self, Event, Signals};
 use qmoi::store::{self, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use tokio::io::BufReader;
-use tokio::sync::Mutex;
 
 #[derive(Parser)]
 #[command(
@@ -167,11 +166,17 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Cmd::Serve { listen } => {
             init_logging();
+            let _term = terminal::TermGuard::save();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")
-                .and_then(|rt| rt.block_on(serve(&cli, *listen)))
+                .and_then(|rt| {
+                    let r = rt.block_on(serve(&cli, *listen));
+                    // Never wait on a blocked write to a full stdout pipe.
+                    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+                    r
+                })
         }
         Cmd::Config {
             command: ConfigCmd::Check,
@@ -212,33 +217,56 @@ fn main() -> std::process::ExitCode {
 
 async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
     let config = validated_config(cli, listen)?.config;
-    let console = config.console.enabled.then(|| ConsoleIo {
-        input: Box::new(BufReader::new(tokio::io::stdin())),
-        output: Arc::new(Mutex::new(Box::new(tokio::io::stdout()))),
+    let mut signals = Signals::install().context("installing signal handlers")?;
+    let console = config.console.enabled.then(|| {
+        let t = terminal::open();
+        ConsoleIo {
+            input: Box::new(t.input),
+            output: t.output,
+        }
     });
-    let running = app::start(config, console).await?;
+    let running = app::start(config.clone(), console).await?;
     eprintln!(
         "qmoi listening on http://{} — type `help` here for commands",
         running.addr
     );
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    loop {
+        tokio::select! {
+            event = signals.next() => match event {
+                Event::Stop(signal) => {
+                    tracing::info!(signal, "shutting down");
+                    break;
+                }
+                Event::Reload => reload(cli, listen, &config),
+            },
+            _ = running.quit_requested() => {
+                tracing::info!("quit typed at the console; shutting down");
+                break;
+            }
+        }
+    }
     running.shutdown().await
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
+/// SIGHUP: validate the new config and say what changed and what needs a restart.
+fn reload(cli: &Cli, listen: Option<SocketAddr>, running: &Config) {
+    match validated_config(cli, listen) {
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reload refused: the new config does not validate; still running the old one")
+        }
+        Ok(new) => {
+            let report = lifecycle::compare(running, &new);
+            if report.changed.is_empty() {
+                tracing::info!("reload: nothing changed");
+            } else {
+                tracing::warn!(
+                    changed = %report.changed.join(", "),
+                    needs_restart = %report.needs_restart.join(", "),
+                    "reload: the new config is valid; these changes take effect after a restart"
+                );
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Prints the effective config and the same findings `serve` acts on.

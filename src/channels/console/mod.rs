@@ -4,6 +4,9 @@
 //! identity (the operator, who is the master by default); notifications and
 //! replies are printed to standard output. When input ends (a service with
 //! no terminal), the console stops listening and the bot keeps running.
+//! `quit` (or `exit`) stops qmoi. [`terminal`] reads stdin off the runtime.
+
+pub mod terminal;
 
 use crate::command::{Command, Evidence, Origin};
 use crate::engine::{Engine, WHOLE_CHANNEL};
@@ -62,9 +65,18 @@ impl Channel for ConsoleChannel {
     }
 }
 
-/// Reads commands from `input` until it ends, printing each reply.
-pub async fn listen<R>(engine: Engine, input: R, out: Output, identity: String)
-where
+/// Typed words that stop qmoi instead of being commands.
+const QUIT: &[&str] = &["quit", "exit"];
+
+/// Reads commands from `input` until it ends, printing each reply; `quit`
+/// wakes `quit` (the caller stops the bot).
+pub async fn listen<R>(
+    engine: Engine,
+    input: R,
+    out: Output,
+    identity: String,
+    quit: Arc<tokio::sync::Notify>,
+) where
     R: AsyncBufRead + Unpin,
 {
     let mut lines = input.lines();
@@ -82,6 +94,11 @@ where
         let text = line.trim();
         if text.is_empty() {
             continue;
+        }
+        if QUIT.contains(&text.to_lowercase().as_str()) {
+            print(&out, "→ stopping qmoi").await;
+            quit.notify_one();
+            break;
         }
         n += 1;
         // Each typed line is its own intent: the key is unique per line.
@@ -119,6 +136,13 @@ where
 }
 
 async fn print(out: &Output, text: &str) {
+    use std::io::IsTerminal;
+    // On a terminal, rows (history, status) fit its width instead of wrapping mid-word.
+    let text = if std::io::stdout().is_terminal() {
+        terminal::fit(text, terminal::width())
+    } else {
+        text.to_string()
+    };
     let mut o = out.lock().await;
     let _ = o.write_all(format!("{text}\n").as_bytes()).await;
     let _ = o.flush().await;
