@@ -167,6 +167,11 @@ impl GitLabServer {
         self.server.disarm();
     }
 
+    /// Every write waits `ms` after doing the work before answering.
+    pub fn set_write_latency(&self, ms: u64) {
+        self.server.set_write_latency(ms);
+    }
+
     /// The log `GET …/jobs/:id/trace` serves.
     pub fn set_trace(&self, job: u64, log: &str) {
         self.state

@@ -117,6 +117,9 @@ pub struct Server {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Req>>>,
     faults: Arc<Mutex<Vec<Armed>>>,
+    /// Milliseconds every write waits after doing the work, before
+    /// answering: widens the window a crash drill aims at.
+    write_latency_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Server {
@@ -126,6 +129,7 @@ impl Server {
             addr: listener.local_addr().expect("addr"),
             requests: Arc::default(),
             faults: Arc::default(),
+            write_latency_ms: Arc::default(),
         };
         let s = server.clone();
         tokio::spawn(async move {
@@ -154,6 +158,12 @@ impl Server {
             fault,
             remaining: times,
         });
+    }
+
+    /// Every write (non-GET) waits `ms` after doing the work before answering.
+    pub fn set_write_latency(&self, ms: u64) {
+        self.write_latency_ms
+            .store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Disarms every fault.
@@ -197,6 +207,12 @@ impl Server {
             },
             _ => handler(&req),
         };
+        let latency = self
+            .write_latency_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if latency > 0 && req.method != "GET" {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
         match fault {
             Some(Fault::SlowAfter) => {
                 // The work is done; answer only after the client gave up.
