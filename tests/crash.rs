@@ -1,42 +1,17 @@
 //! Kill -9 right after an acknowledged command: on restart the command and
 //! its audit record must be there, and a retry of it must not run again.
 
+mod support;
+
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+use support::child::{export, Qmoi};
 
 const TOKEN: &str = "crash-api-token";
 
-struct Bot {
-    child: Child,
-    base: String,
-}
-
-fn start(data: &std::path::Path) -> Bot {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("QMOI_API__TOKEN", TOKEN)
-        .env("QMOI_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn qmoi");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("qmoi listening on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("qmoi announced its address");
-    Bot { child, base }
+fn start(data: &std::path::Path) -> Qmoi {
+    Qmoi::serve(data, &[("QMOI_API__TOKEN", TOKEN)])
 }
 
 fn verify(data: &std::path::Path) -> (bool, String) {
@@ -53,23 +28,6 @@ fn verify(data: &std::path::Path) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-fn export(data: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_qmoi"))
-        .args(["memory", "export", "--out", "-", "--data"])
-        .arg(data)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

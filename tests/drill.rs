@@ -15,9 +15,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::child::{export, Qmoi};
 use support::gitlab::GitLabServer;
 
 const TOKEN: &str = "drill-api-token";
@@ -26,63 +25,20 @@ const KILLS: usize = 30;
 const DEADLINE: Duration = Duration::from_secs(150);
 const PROJECT: &str = "380";
 
-struct Bot {
-    child: Child,
-    base: String,
-}
-
-fn start(data: &std::path::Path, gitlab: &str) -> Bot {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("QMOI_API__TOKEN", TOKEN)
-        .env("QMOI_GITLAB__URL", gitlab)
-        .env("QMOI_GITLAB__TOKEN", GL_TOKEN)
-        .env("QMOI_GITLAB__TIMEOUT_SECS", "2")
-        .env("QMOI_GITLAB__FETCH_TRACE", "false")
-        .env("QMOI_ENGINE__RECONCILE_BASE_SECS", "1")
-        .env("QMOI_ENGINE__RECONCILE_MAX_SECS", "2")
-        .env("QMOI_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn qmoi");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("qmoi listening on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("qmoi announced its address");
-    Bot { child, base }
-}
-
-fn kill(mut bot: Bot) {
-    let _ = bot.child.kill();
-    let _ = bot.child.wait();
-}
-
-fn export(data: &std::path::Path) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_qmoi"))
-        .args(["memory", "export", "--out", "-", "--data"])
-        .arg(data)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+fn start(data: &std::path::Path, gitlab: &str) -> Qmoi {
+    Qmoi::serve(
+        data,
+        &[
+            ("QMOI_API__TOKEN", TOKEN),
+            ("QMOI_GITLAB__URL", gitlab),
+            ("QMOI_GITLAB__TOKEN", GL_TOKEN),
+            ("QMOI_GITLAB__TIMEOUT_SECS", "2"),
+            ("QMOI_GITLAB__FETCH_TRACE", "false"),
+            ("QMOI_ENGINE__RECONCILE_BASE_SECS", "1"),
+            ("QMOI_ENGINE__RECONCILE_MAX_SECS", "2"),
+            ("QMOI_LOG", "error"),
+        ],
+    )
 }
 
 /// What the drill asked about each event.
@@ -213,7 +169,7 @@ async fn sigkill_drill_one_effect_per_decided_question() {
         }
         // Kill at a seeded random moment while all that runs.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..250))).await;
-        kill(bot);
+        bot.kill();
         kills += 1;
         for h in inflight {
             let _ = h.await;
@@ -249,7 +205,7 @@ async fn sigkill_drill_one_effect_per_decided_question() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    kill(bot);
+    bot.kill();
     assert!(settled, "every decision settled after the last restart");
 
     let records = export(dir.path());

@@ -34,15 +34,21 @@ async fn wait_decision(bot: &TestBot, n: u64, key: &str, status: DecisionStatus)
     panic!("decision {key} on #{n} never reached {status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_job_that_fails_again_asks_again_and_is_announced() {
+/// A bot and a strict GitLab with job 1977 (`test`, pipeline 2366) failed
+/// and notified as #1.
+async fn one_failed_job(
+    clock: Option<std::sync::Arc<ManualClock>>,
+) -> (GitLabServer, TestBot, tempfile::TempDir) {
     let gl = GitLabServer::start_strict(GITLAB_TOKEN).await;
     gl.seed_job("380", 2366, 1977, "test", "failed");
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = test_config(dir.path(), Some(&gl.url()), None);
     config.gitlab.fetch_trace = false;
-    let mut bot = TestBot::start(config).await;
-
+    config.gitlab.timeout_secs = 1;
+    let bot = match clock {
+        Some(c) => TestBot::start_with_clock(config, c).await,
+        None => TestBot::start(config).await,
+    };
     let (status, _) = bot
         .post_gitlab(
             "Job Hook",
@@ -53,6 +59,12 @@ async fn a_retried_job_that_fails_again_asks_again_and_is_announced() {
         .await;
     assert_eq!(status, 200);
     bot.wait_notification(1).await;
+    (gl, bot, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_job_that_fails_again_asks_again_and_is_announced() {
+    let (gl, mut bot, _dir) = one_failed_job(None).await;
     assert_eq!(offered(&bot, 1), vec!["ack", "retry", "silence"]);
 
     // `ack` closes nothing: every answer is still offered.
@@ -127,22 +139,8 @@ async fn a_retried_job_that_fails_again_asks_again_and_is_announced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_outcome_is_checked_with_backoff_and_never_rerun() {
-    let gl = GitLabServer::start_strict(GITLAB_TOKEN).await;
-    gl.seed_job("380", 2366, 1977, "test", "failed");
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut config = test_config(dir.path(), Some(&gl.url()), None);
-    config.gitlab.fetch_trace = false;
-    config.gitlab.timeout_secs = 1;
     let clock = ManualClock::new(chrono::Utc::now());
-    let bot = TestBot::start_with_clock(config, clock.clone()).await;
-    bot.post_gitlab(
-        "Job Hook",
-        &job_hook(1977, "test", "failed"),
-        Some(GITLAB_HOOK_SECRET),
-        Some("u-1"),
-    )
-    .await;
-    bot.wait_notification(1).await;
+    let (gl, bot, _dir) = one_failed_job(Some(clock.clone())).await;
 
     // GitLab retries the job but the answer never comes, and then GitLab
     // cannot be read: the outcome is pending.
@@ -230,20 +228,7 @@ async fn a_pending_outcome_is_checked_with_backoff_and_never_rerun() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_goes_away_strands_nothing() {
-    let gl = GitLabServer::start_strict(GITLAB_TOKEN).await;
-    gl.seed_job("380", 2366, 1977, "test", "failed");
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut config = test_config(dir.path(), Some(&gl.url()), None);
-    config.gitlab.fetch_trace = false;
-    let bot = TestBot::start(config).await;
-    bot.post_gitlab(
-        "Job Hook",
-        &job_hook(1977, "test", "failed"),
-        Some(GITLAB_HOOK_SECRET),
-        Some("u-1"),
-    )
-    .await;
-    bot.wait_notification(1).await;
+    let (gl, bot, _dir) = one_failed_job(None).await;
 
     // The caller polls `accept` once and drops it (a client disconnecting
     // while its command is being claimed and flushed).

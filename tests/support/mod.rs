@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod child;
 pub mod github;
 pub mod gitlab;
 pub mod http;
