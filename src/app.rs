@@ -7,7 +7,7 @@
 
 use crate::actions::{ActionRegistry, Services};
 use crate::channels::console::{self, ConsoleChannel, Output};
-use crate::channels::{email, slack};
+use crate::channels::{discord, email, slack};
 use crate::clock::{SharedClock, SystemClock};
 use crate::command::Registry;
 use crate::config::Config;
@@ -152,6 +152,18 @@ pub async fn start_with_clock(
             .context("configuring the Slack channel")?;
     }
 
+    let discord_on =
+        config.notify.channels.iter().any(|c| c == discord::NAME) && config.discord.usable();
+    let discord = discord_on.then(|| {
+        discord::register(
+            &config,
+            &notifier,
+            templates.clone(),
+            &registry,
+            clock.clone(),
+        )
+    });
+
     let forges = Arc::new(
         Forges::new(store.clone(), &config.gitlab, &config.github).context("configuring GitLab")?,
     );
@@ -209,6 +221,14 @@ pub async fn start_with_clock(
         tasks.extend(task);
     }
 
+    let mut discord_routes = None;
+    if let Some(d) = &discord {
+        let (routes, t) =
+            discord::listen(d, &config, engine.clone(), notifier.clone(), store.clone());
+        discord_routes = routes;
+        tasks.extend(t);
+    }
+
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| {
@@ -229,6 +249,9 @@ pub async fn start_with_clock(
     let server = tokio::spawn(async move {
         let mut app = web::router(state);
         if let Some(routes) = slack_routes {
+            app = app.merge(routes);
+        }
+        if let Some(routes) = discord_routes {
             app = app.merge(routes);
         }
         if let Err(e) = axum::serve(listener, app)

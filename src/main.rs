@@ -60,6 +60,11 @@ enum Cmd {
         #[command(subcommand)]
         command: SlackCmd,
     },
+    /// Discord helpers: register the slash command.
+    Discord {
+        #[command(subcommand)]
+        command: qmoi::channels::discord::cli::DiscordCmd,
+    },
     /// Debug email replies: what qmoi reads in them.
     Email {
         #[command(subcommand)]
@@ -196,6 +201,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Email {
             command: EmailCmd::Parse { file },
         } => email_parse(&cli, file),
+        Cmd::Discord { command } => {
+            load_config(&cli, None).and_then(|c| qmoi::channels::discord::cli::run(&c, command))
+        }
         Cmd::Slack {
             command: SlackCmd::Manifest,
         } => load_config(&cli, None).and_then(|c| {

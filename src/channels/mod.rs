@@ -6,5 +6,6 @@
 //! here plus its templates.
 
 pub mod console;
+pub mod discord;
 pub mod email;
 pub mod slack;

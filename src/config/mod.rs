@@ -7,11 +7,13 @@
 //! The defaults alone make a working bot: memory in `./qmoi-data`, HTTP on
 //! 127.0.0.1:8080 and the console channel, whose operator is the master.
 
+mod discord;
 pub mod dotenv;
 pub mod origin;
 mod secret;
 pub mod validate;
 
+pub use discord::{valid_command_name, valid_public_key, DiscordConfig, DiscordMode, Problem};
 pub use origin::{Origin, Origins};
 pub use secret::{Secret, MASK};
 pub use validate::{load_and_validate, Finding, Level, Validated};
@@ -96,6 +98,8 @@ pub struct Config {
     pub email: EmailConfig,
     /// The Slack channel.
     pub slack: SlackConfig,
+    /// The Discord channel.
+    pub discord: DiscordConfig,
 }
 
 /// How Slack delivers events to qmoi.
@@ -410,6 +414,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             email: EmailConfig::default(),
             slack: SlackConfig::default(),
+            discord: DiscordConfig::default(),
         }
     }
 }

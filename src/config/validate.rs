@@ -141,6 +141,10 @@ pub const CHANNELS: &[ChannelCheck] = &[
         name: crate::channels::slack::NAME,
         check: slack_channel,
     },
+    ChannelCheck {
+        name: crate::channels::discord::NAME,
+        check: discord_channel,
+    },
 ];
 
 /// Identity namespaces that are not notification channels.
@@ -448,6 +452,20 @@ fn slack_channel(input: &Input, f: &mut Findings, _: usize) -> bool {
             ),
         ),
         _ => {}
+    }
+    ok
+}
+
+/// `[discord]`'s own checks (config/discord.rs), reported here.
+fn discord_channel(input: &Input, f: &mut Findings, _: usize) -> bool {
+    let mut ok = true;
+    for p in input.config.discord.problems() {
+        if p.error {
+            ok = false;
+            f.error(p.key, p.message);
+        } else {
+            f.warn(p.key, p.message);
+        }
     }
     ok
 }

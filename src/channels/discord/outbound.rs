@@ -1,0 +1,268 @@
+//! Posting to Discord: notifications as an embed with answer buttons,
+//! outcomes in a thread on that message, and an edit once a question is
+//! decided so the message shows the decision and only open questions'
+//! buttons.
+//!
+//! A notification's reference is `CHANNEL:MESSAGE`; a thread started from a
+//! message has the message's ID, so outcomes go to channel `MESSAGE`. Each
+//! post carries a nonce derived from the outbox item with
+//! `enforce_nonce`, so an outbox retry after a lost response is not posted
+//! twice.
+
+use super::embed::{self, Button};
+use super::rest::{id, Rest, RestError};
+use super::NAME;
+use crate::command::Registry;
+use crate::config::DiscordConfig;
+use crate::notify::{Channel, Delivered, DeliveryError, Templates};
+use crate::render::{self, Medium};
+use crate::store::{MessageKind, Outgoing};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use serenity::http::{LightMethod, Route};
+use serenity::model::id::{ChannelId, MessageId};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Discord's error code for "a thread has already been created for this message".
+const THREAD_EXISTS: i64 = 160004;
+
+/// The outbound half of the Discord channel.
+pub struct DiscordChannel {
+    cfg: DiscordConfig,
+    rest: Arc<Rest>,
+    templates: Arc<Templates>,
+    /// Command name → the question it answers (from `commands/`).
+    questions: HashMap<String, Option<String>>,
+    threads: Mutex<HashSet<String>>,
+}
+
+/// A notification's message: `CHANNEL:MESSAGE`.
+pub fn parse_ref(r: &str) -> Option<(&str, &str)> {
+    r.split_once(':')
+}
+
+impl DiscordChannel {
+    /// Wires the channel; nothing is sent yet.
+    pub fn new(
+        cfg: DiscordConfig,
+        rest: Arc<Rest>,
+        templates: Arc<Templates>,
+        registry: &Registry,
+    ) -> Self {
+        let questions = registry
+            .all()
+            .iter()
+            .map(|s| (s.name.clone(), s.decides.clone()))
+            .collect();
+        DiscordChannel {
+            cfg,
+            rest,
+            templates,
+            questions,
+            threads: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The channel an event kind goes to.
+    fn route(&self, kind: &str) -> Result<String, DeliveryError> {
+        self.cfg
+            .routes
+            .get(kind)
+            .cloned()
+            .or_else(|| (!self.cfg.channel.is_empty()).then(|| self.cfg.channel.clone()))
+            .ok_or_else(|| {
+                DeliveryError::Permanent("no Discord channel: set discord.channel".into())
+            })
+    }
+
+    /// The embed and buttons for a notification or its update.
+    pub fn message_body(&self, message: &Outgoing) -> Result<Value, DeliveryError> {
+        let ctx = embed::escaped_context(&message.data);
+        let rendered = self
+            .templates
+            .render_file(NAME, "notification.json", &ctx)
+            .ok_or_else(|| {
+                DeliveryError::Permanent("templates/discord/notification.json is missing".into())
+            })?
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let mut e: Value = serde_json::from_str(&rendered).map_err(|e| {
+            DeliveryError::Permanent(format!(
+                "templates/discord/notification.json is not embed JSON: {e}"
+            ))
+        })?;
+        let buttons: Vec<Button> = message
+            .answers
+            .iter()
+            .map(|a| Button {
+                answer: a.clone(),
+                question: self.questions.get(&a.command).cloned().flatten(),
+            })
+            .collect();
+        let nid = message.notification.unwrap_or(0);
+        let (rows, left_out) = embed::components(nid, &embed::fix_hash(&message.data), &buttons);
+        if !left_out.is_empty() {
+            let typed: Vec<String> = left_out
+                .iter()
+                .map(|t| {
+                    format!(
+                        "/{} {}",
+                        self.cfg.command,
+                        render::escape(Medium::Discord, t)
+                    )
+                })
+                .collect();
+            if let Some(fields) = e["fields"].as_array_mut() {
+                fields.push(json!({"name": "More answers", "value": typed.join("\n")}));
+            }
+        }
+        embed::enforce_limits(&mut e);
+        Ok(embed::message(e, rows))
+    }
+
+    async fn post(&self, channel: &str, body: &Value) -> Result<String, RestError> {
+        let channel_id: ChannelId = id(channel)?;
+        let resp = self
+            .rest
+            .call(
+                Route::ChannelMessages { channel_id },
+                LightMethod::Post,
+                Some(body),
+            )
+            .await?;
+        resp["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| RestError::Invalid("Discord returned a message without an id".into()))
+    }
+
+    /// Opens the outcomes thread on a notification's message once.
+    async fn ensure_thread(&self, channel: &str, message: &str, nid: u64) -> Result<(), RestError> {
+        let key = format!("{channel}:{message}");
+        if self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        let body = json!({ "name": format!("qmoi #{nid}"), "auto_archive_duration": 10080 });
+        let r = self
+            .rest
+            .call(
+                Route::ChannelMessageThreads {
+                    channel_id: id(channel)?,
+                    message_id: id::<MessageId>(message)?,
+                },
+                LightMethod::Post,
+                Some(&body),
+            )
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(THREAD_EXISTS) => {}
+            Err(e) => return Err(e),
+        }
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    async fn deliver_notification(
+        &self,
+        outbox_id: u64,
+        message: &Outgoing,
+    ) -> Result<Delivered, DeliveryError> {
+        let channel = self.route(message.data["n"]["kind"].as_str().unwrap_or(""))?;
+        let mut body = self.message_body(message)?;
+        body["nonce"] = json!(format!("qmoi-{outbox_id}"));
+        body["enforce_nonce"] = json!(true);
+        let posted = self.post(&channel, &body).await?;
+        Ok(Delivered {
+            thread: Some(format!("{channel}:{posted}")),
+        })
+    }
+
+    async fn deliver_update(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+        let Some((channel, msg)) = message.thread.as_deref().and_then(parse_ref) else {
+            return Err(DeliveryError::Retryable {
+                reason: "the notification is not posted yet".into(),
+                retry_after: None,
+            });
+        };
+        let body = self.message_body(message)?;
+        self.rest
+            .call(
+                Route::ChannelMessage {
+                    channel_id: id(channel)?,
+                    message_id: id(msg)?,
+                },
+                LightMethod::Patch,
+                Some(&body),
+            )
+            .await?;
+        Ok(Delivered::default())
+    }
+
+    async fn deliver_report(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+        // Text templates are escaped for Discord by `Templates` itself.
+        let text = self
+            .templates
+            .render(NAME, "report", &message.data)
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let body = embed::text_message(text.trim());
+        match message.thread.as_deref().and_then(parse_ref) {
+            Some((channel, msg)) => {
+                self.ensure_thread(channel, msg, message.notification.unwrap_or(0))
+                    .await?;
+                self.post(msg, &body).await?;
+            }
+            None => {
+                let channel = self.route(message.data["n"]["kind"].as_str().unwrap_or(""))?;
+                self.post(&channel, &body).await?;
+            }
+        }
+        Ok(Delivered::default())
+    }
+
+    async fn deliver_reply(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+        let d = &message.data["discord"];
+        let channel = d["channel"]
+            .as_str()
+            .ok_or_else(|| DeliveryError::Permanent("reply without a Discord channel".into()))?;
+        let mut body = embed::text_message(message.body.trim());
+        if let Some(reply_to) = d["reply_to"].as_str() {
+            body["message_reference"] =
+                json!({ "message_id": reply_to, "fail_if_not_exists": false });
+        }
+        self.post(channel, &body).await?;
+        Ok(Delivered::default())
+    }
+}
+
+#[async_trait]
+impl Channel for DiscordChannel {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn edits_messages(&self) -> bool {
+        true
+    }
+
+    async fn deliver(
+        &self,
+        outbox_id: u64,
+        message: &Outgoing,
+    ) -> Result<Delivered, DeliveryError> {
+        match message.kind {
+            MessageKind::Notification => self.deliver_notification(outbox_id, message).await,
+            MessageKind::Update => self.deliver_update(message).await,
+            MessageKind::Report => self.deliver_report(message).await,
+            MessageKind::Reply => self.deliver_reply(message).await,
+        }
+    }
+}
