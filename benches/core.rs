@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path) -> Config {
         ..Config::default()
     };
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
+    c.paths.backups = dir.join("qmoi-backups");
     c.gitlab.webhook_secret = Some(Secret::new("bench-secret"));
     c.api.token = Some(Secret::new("bench-token"));
     c.console.enabled = false;

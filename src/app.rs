@@ -18,6 +18,7 @@ use crate::identity::Directory;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Templates};
+use crate::store::maintenance::{Job, Maintenance};
 use crate::store::Store;
 use crate::web::{self, AppState};
 use anyhow::Context;
@@ -57,6 +58,8 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     server: Option<JoinHandle<()>>,
+    maintenance: Maintenance,
+    data_dir: std::path::PathBuf,
 }
 
 impl Running {
@@ -94,6 +97,11 @@ impl Running {
             .durable()
             .await
             .context("flushing memory on shutdown")?;
+        // The last records are vouched for outside the store too.
+        if let Err(e) = self.maintenance.run(Job::Checkpoint).await {
+            tracing::warn!(error = %e, "could not write the final audit checkpoint");
+        }
+        crate::store::open::remove_pid(&self.data_dir);
         Ok(())
     }
 }
@@ -111,8 +119,12 @@ pub async fn start_with_clock(
     clock: SharedClock,
 ) -> anyhow::Result<Running> {
     let config = Arc::new(config);
-    let store = Store::open(&config.data_dir)
-        .with_context(|| format!("opening memory in {}", config.data_dir.display()))?;
+    // One plain sentence when it cannot open (lock held, damaged store).
+    let store = crate::store::open::open(
+        &config.data_dir,
+        config.memory.cache_mb,
+        &config.paths.backups,
+    )?;
     let (registry, commands_from) =
         Registry::load(&config.paths.commands).context("loading command definitions")?;
     let registry = Arc::new(registry);
@@ -238,6 +250,16 @@ pub async fn start_with_clock(
             )
         })?;
     let addr = listener.local_addr()?;
+    if let Err(e) = crate::store::open::write_pid(&config.data_dir, addr) {
+        tracing::warn!(error = %e, "could not write the pid file");
+    }
+    let maintenance = Maintenance::new(
+        store.clone(),
+        crate::clock::SystemClock::shared(),
+        config.paths.backups.clone(),
+        config.memory.clone(),
+    );
+    tasks.extend(maintenance.clone().spawn());
     let state = AppState {
         config: config.clone(),
         engine: engine.clone(),
@@ -306,5 +328,7 @@ pub async fn start_with_clock(
         stop: Some(stop_tx),
         tasks,
         server: Some(server),
+        maintenance,
+        data_dir: config.data_dir.clone(),
     })
 }

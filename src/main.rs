@@ -3,11 +3,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+
+mod cli;
+use cli::memory::{AuditCmd, MemoryCmd};
 use qmoi::app::{self, ConsoleIo};
 use qmoi::channels::console::terminal;
 use qmoi::config::{load_and_validate, Config, Sources, Validated};
 use qmoi::lifecycle::{self, Event, Signals};
-use qmoi::store::{self, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -50,6 +52,8 @@ enum Cmd {
         #[command(subcommand)]
         command: AuditCmd,
     },
+    /// Open questions, audit head, memory size and newest backup.
+    Status(cli::memory::StatusArgs),
     /// Back up or restore the memory.
     Memory {
         #[command(subcommand)]
@@ -98,27 +102,6 @@ enum EmailCmd {
 enum ConfigCmd {
     /// Print the effective config (secrets masked) and its warnings; exit 1 on errors.
     Check,
-}
-
-#[derive(Subcommand)]
-enum AuditCmd {
-    /// Check the hash chain; exit 1 and name the first bad record if tampered.
-    Verify,
-}
-
-#[derive(Subcommand)]
-enum MemoryCmd {
-    /// Write every record as JSON lines (default: a new file under the backups folder).
-    Export {
-        /// Output file, or `-` for standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Load JSON lines into an empty memory (backs nothing up: the target must be empty).
-    Import {
-        /// The export to read.
-        file: PathBuf,
-    },
 }
 
 fn sources(cli: &Cli) -> Sources {
@@ -186,15 +169,13 @@ fn main() -> std::process::ExitCode {
         Cmd::Config {
             command: ConfigCmd::Check,
         } => config_check(&cli),
-        Cmd::Audit {
-            command: AuditCmd::Verify,
-        } => audit_verify(&cli),
-        Cmd::Memory {
-            command: MemoryCmd::Export { out },
-        } => memory_export(&cli, out.clone()),
-        Cmd::Memory {
-            command: MemoryCmd::Import { file },
-        } => memory_import(&cli, file),
+        Cmd::Audit { command } => {
+            load_config(&cli, None).and_then(|c| cli::memory::audit(c, command))
+        }
+        Cmd::Memory { command } => {
+            load_config(&cli, None).and_then(|c| cli::memory::memory(c, command))
+        }
+        Cmd::Status(args) => load_config(&cli, None).and_then(|c| cli::memory::status(c, args)),
         Cmd::Email {
             command: EmailCmd::Trim { files },
         } => email_trim(files),
@@ -285,64 +266,6 @@ fn config_check(cli: &Cli) -> Result<()> {
         eprintln!("{w}");
     }
     eprintln!("config OK");
-    Ok(())
-}
-
-fn open_store(cli: &Cli) -> Result<(Config, Store)> {
-    let config = load_config(cli, None)?;
-    let store = Store::open(&config.data_dir)
-        .with_context(|| format!("opening memory in {}", config.data_dir.display()))?;
-    Ok((config, store))
-}
-
-fn audit_verify(cli: &Cli) -> Result<()> {
-    let (_, store) = open_store(cli)?;
-    match store::verify_chain(&store)? {
-        Ok(n) => {
-            println!("audit log intact: {n} records");
-            Ok(())
-        }
-        Err(e) => bail!("audit log TAMPERED: {e}"),
-    }
-}
-
-fn memory_export(cli: &Cli, out: Option<PathBuf>) -> Result<()> {
-    let (config, store) = open_store(cli)?;
-    let n = match out.as_deref() {
-        Some(p) if p.as_os_str() == "-" => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            store::export_jsonl(&store, &mut lock)?
-        }
-        other => {
-            let path = match other {
-                Some(p) => p.to_path_buf(),
-                None => {
-                    std::fs::create_dir_all(&config.paths.backups)
-                        .with_context(|| format!("creating {}", config.paths.backups.display()))?;
-                    config.paths.backups.join(format!(
-                        "qmoi-{}.jsonl",
-                        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                    ))
-                }
-            };
-            let file = std::fs::File::create(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let mut w = std::io::BufWriter::new(file);
-            let n = store::export_jsonl(&store, &mut w)?;
-            eprintln!("exported {n} records to {}", path.display());
-            n
-        }
-    };
-    let _ = n;
-    Ok(())
-}
-
-fn memory_import(cli: &Cli, file: &PathBuf) -> Result<()> {
-    let (_, store) = open_store(cli)?;
-    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let n = store::import_jsonl(&store, &mut std::io::BufReader::new(f))?;
-    println!("imported {n} records");
     Ok(())
 }
 

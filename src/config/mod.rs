@@ -9,11 +9,13 @@
 
 mod discord;
 pub mod dotenv;
+pub mod memory;
 pub mod origin;
 mod secret;
 pub mod validate;
 
 pub use discord::{valid_command_name, valid_public_key, DiscordConfig, DiscordMode, Problem};
+pub use memory::MemoryConfig;
 pub use origin::{Origin, Origins};
 pub use secret::{Secret, MASK};
 pub use validate::{load_and_validate, Finding, Level, Validated};
@@ -100,6 +102,8 @@ pub struct Config {
     pub slack: SlackConfig,
     /// The Discord channel.
     pub discord: DiscordConfig,
+    /// Retention, cache, backups and audit checkpoints of the memory.
+    pub memory: MemoryConfig,
 }
 
 /// How Slack delivers events to qmoi.
@@ -415,6 +419,7 @@ impl Default for Config {
             email: EmailConfig::default(),
             slack: SlackConfig::default(),
             discord: DiscordConfig::default(),
+            memory: MemoryConfig::default(),
         }
     }
 }

@@ -116,6 +116,7 @@ pub const CHECKS: &[Check] = &[
     gitlab_section,
     github_section,
     api_section,
+    super::memory::memory_section,
 ];
 
 /// A notification channel: its name and whether it can deliver with this

@@ -192,15 +192,7 @@ impl Store {
         limit: usize,
         mut keep: impl FnMut(&IndexHit<T>) -> Result<bool, StoreError>,
     ) -> Result<Vec<IndexHit<T>>, StoreError> {
-        let def = self
-            .inner
-            .indexes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|d| d.name == index)
-            .copied()
-            .ok_or_else(|| StoreError::Flush(format!("no index named {index}")))?;
+        let def = self.index_def(index)?;
         let idx = self.tree(&def.tree_name())?;
         let primary = self.tree(def.tree)?;
         let iter = idx.scan_prefix(term);
@@ -241,5 +233,47 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Primary keys of the records whose (fixed-width) term sorts before
+    /// `bound`, lowest first, at most `limit` — the oldest records of a time
+    /// index. Stale entries are removed on the way.
+    pub fn index_older_than(
+        &self,
+        index: &str,
+        bound: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let def = self.index_def(index)?;
+        let idx = self.tree(&def.tree_name())?;
+        let primary = self.tree(def.tree)?;
+        let mut out = Vec::new();
+        for item in idx.range(..bound) {
+            if out.len() >= limit {
+                break;
+            }
+            let (entry, key) = item?;
+            let entry_term = &entry[..entry.len().saturating_sub(key.len())];
+            let live = primary
+                .get(&key)?
+                .is_some_and(|v| (def.terms)(&key, &v).iter().any(|t| t == entry_term));
+            if live {
+                out.push(key.to_vec());
+            } else {
+                idx.remove(&entry)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn index_def(&self, index: &str) -> Result<IndexDef, StoreError> {
+        self.inner
+            .indexes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|d| d.name == index)
+            .copied()
+            .ok_or_else(|| StoreError::Flush(format!("no index named {index}")))
     }
 }

@@ -9,6 +9,9 @@
 //! | `outbox_failed.state` | outbox_failed | `state␀channel␀` | deliveries that gave up |
 //! | `signatures.unverified` | signatures | `project␀` while a fix awaits a passing pipeline | fix verification |
 //! | `events.unprocessed` | events | `u` until processed | recovery after a restart |
+//! | `events.age` | events | received time, once processed | retention |
+//! | `commands.age` | commands | finish time, once finished | retention |
+//! | `notifications.age` | notifications | last event time | retention |
 //!
 //! Lookups by dedup key, thread, idempotency key and decision are primary
 //! keys already (O(log n)). Term functions decode only the fields they
@@ -38,6 +41,17 @@ pub mod names {
     pub const UNVERIFIED: &str = "signatures.unverified";
     /// Events not processed yet.
     pub const UNPROCESSED: &str = "events.unprocessed";
+    /// Processed events by time received.
+    pub const EVENTS_AGE: &str = "events.age";
+    /// Finished commands by time finished.
+    pub const COMMANDS_AGE: &str = "commands.age";
+    /// Notifications by time of their latest event.
+    pub const NOTIFICATIONS_AGE: &str = "notifications.age";
+}
+
+/// An index term ordering by time: seconds since the epoch, big-endian.
+pub fn time_term(t: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
+    (t.timestamp().max(0) as u64).to_be_bytes().to_vec()
 }
 
 fn term(parts: &[&str]) -> Vec<u8> {
@@ -138,6 +152,50 @@ fn unprocessed_terms(_: &[u8], v: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
+#[derive(Deserialize)]
+struct EventAge {
+    processed: bool,
+    event: EventTime,
+}
+
+#[derive(Deserialize)]
+struct EventTime {
+    received_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn event_age_terms(_: &[u8], v: &[u8]) -> Vec<Vec<u8>> {
+    match serde_json::from_slice::<EventAge>(v) {
+        Ok(e) if e.processed => vec![time_term(e.event.received_at)],
+        _ => Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CommandAge {
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn command_age_terms(_: &[u8], v: &[u8]) -> Vec<Vec<u8>> {
+    match serde_json::from_slice::<CommandAge>(v) {
+        Ok(CommandAge {
+            finished_at: Some(t),
+        }) => vec![time_term(t)],
+        _ => Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NotificationAge {
+    last_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn notification_age_terms(_: &[u8], v: &[u8]) -> Vec<Vec<u8>> {
+    match serde_json::from_slice::<NotificationAge>(v) {
+        Ok(n) => vec![time_term(n.last_at)],
+        _ => Vec::new(),
+    }
+}
+
 /// Every built-in index; registered by [`Store::open`].
 pub const BUILTIN: &[IndexDef] = &[
     IndexDef {
@@ -181,6 +239,24 @@ pub const BUILTIN: &[IndexDef] = &[
         tree: trees::EVENTS,
         version: 1,
         terms: unprocessed_terms,
+    },
+    IndexDef {
+        name: names::EVENTS_AGE,
+        tree: trees::EVENTS,
+        version: 1,
+        terms: event_age_terms,
+    },
+    IndexDef {
+        name: names::COMMANDS_AGE,
+        tree: trees::COMMANDS,
+        version: 1,
+        terms: command_age_terms,
+    },
+    IndexDef {
+        name: names::NOTIFICATIONS_AGE,
+        tree: trees::NOTIFICATIONS,
+        version: 1,
+        terms: notification_age_terms,
     },
 ];
 

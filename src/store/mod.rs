@@ -9,23 +9,38 @@
 //! keys are big-endian so trees iterate in order.
 
 mod audit;
+pub mod backup;
 mod barrier;
+pub mod checkpoint;
 mod export;
 mod index;
 mod indexes;
+pub mod maintenance;
+pub mod open;
 pub mod records;
+mod retention;
+pub mod seal;
 
-pub use audit::{verify_chain, AuditEntry, AuditError};
+pub use audit::{
+    verify_chain, verify_live, AuditBase, AuditEntry, AuditError, AuditProblem, AuditReport,
+};
 pub use export::{export_jsonl, import_jsonl, ExportError};
 pub use index::{IndexDef, IndexHit, Order, TermsFn, INDEX_PREFIX};
 pub use indexes::names as index_names;
 pub use records::*;
+pub use retention::Pruned;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::{mpsc, oneshot};
+
+/// Meta key of this memory's identity (checkpoints are filed under it).
+const STORE_ID_KEY: &[u8] = b"store_id";
+
+/// sled page cache when nothing else is configured, in MiB.
+pub const DEFAULT_CACHE_MB: u64 = 16;
 
 /// Version of the record layout; bumped when old data needs a migration.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -162,8 +177,15 @@ pub fn seq_of(key: &[u8]) -> Option<u64> {
 impl Store {
     /// Opens (or creates) the memory in `dir`, checking the schema version.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(dir, DEFAULT_CACHE_MB)
+    }
+
+    /// Opens with sled's page cache limited to `cache_mb` MiB
+    /// (`memory.cache_mb`; sled's own default is 1 GiB, and RSS grows to it).
+    pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_mb.max(1) * 1024 * 1024)
             .flush_every_ms(Some(500))
             .open()?;
         let barrier = barrier::Barrier::open(dir)?;
@@ -190,6 +212,11 @@ impl Store {
                 store.flush_blocking()?;
             }
         }
+        if meta.get(STORE_ID_KEY)?.is_none() {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let _ =
+                meta.compare_and_swap(STORE_ID_KEY, None as Option<&[u8]>, Some(id.as_bytes()))?;
+        }
         for def in indexes::BUILTIN {
             store.register_index(*def)?;
         }
@@ -213,6 +240,20 @@ impl Store {
     /// A tree by name.
     pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         Ok(self.inner.db.open_tree(name)?)
+    }
+
+    /// This memory's identity, made at creation (exports carry it along).
+    pub fn id(&self) -> Result<String, StoreError> {
+        Ok(self
+            .tree(trees::META)?
+            .get(STORE_ID_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default())
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
     }
 
     /// The raw database, for export/import.
@@ -492,7 +533,7 @@ pub fn decision_key(notification: u64, question: &str) -> Vec<u8> {
     k
 }
 
-fn thread_key(channel: &str, thread: &str) -> Vec<u8> {
+pub(crate) fn thread_key(channel: &str, thread: &str) -> Vec<u8> {
     let mut k = channel.as_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(thread.as_bytes());

@@ -5,6 +5,7 @@
 //! without touching memory when that fails. A malformed body is a 400 naming
 //! the problem; nothing is stored for it. A 200 means the event is durable.
 
+pub mod admin;
 mod api;
 mod hooks;
 
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/notifications/{id}", get(api::get_notification))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(admin::routes())
         .with_state(state)
 }
 

@@ -75,6 +75,8 @@ pub fn test_config(data: &std::path::Path, gitlab: Option<&str>, mirror: Option<
         ..Config::default()
     };
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
+    // Backups, audit archive and checkpoints stay inside the test's directory.
+    c.paths.backups = data.join("qmoi-backups");
     c.gitlab.webhook_secret = Some(Secret::new(GITLAB_HOOK_SECRET));
     c.github.webhook_secret = Some(Secret::new(GITHUB_HOOK_SECRET));
     c.api.token = Some(Secret::new(API_TOKEN));
