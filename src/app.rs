@@ -160,8 +160,7 @@ pub async fn start_with_clock(
 
     let slack_on = config.notify.channels.iter().any(|c| c == slack::NAME) && config.slack.usable();
     if slack_on {
-        slack::register(&config, &notifier, templates.clone())
-            .context("configuring the Slack channel")?;
+        slack::register(&config, &notifier).context("configuring the Slack channel")?;
     }
 
     let discord_on =

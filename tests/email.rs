@@ -164,9 +164,9 @@ async fn failure_notification_reply_action_answer_in_thread() {
     let body = text_body(note);
     for want in [
         "Reply above this line",
-        "Platform:  gitlab",
-        "Project:   gitlab-org/gitlab-test",
-        "Job:       test (#1977",
+        "[qmoi #1] Job test failed",
+        "Project: gitlab-org/gitlab-test",
+        "Job: test (#1977",
         "assertion `left == right` failed",
         "    retry",
         "— QMOI (AI Developer)",
@@ -210,6 +210,25 @@ async fn failure_notification_reply_action_answer_in_thread() {
         "{}",
         text_body(answer)
     );
+    // A single-part answer still says what it is (no mojibake "—"), and
+    // its subject keeps one "Re: ".
+    assert_eq!(header(answer, "MIME-Version").as_deref(), Some("1.0"));
+    assert_eq!(
+        header(answer, "Content-Type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(
+        text_body(answer)
+            .trim_end()
+            .ends_with("— QMOI (AI Developer)"),
+        "{}",
+        text_body(answer)
+    );
+    let subject = header(answer, "Subject").unwrap_or_default();
+    assert!(
+        subject.starts_with("Re: [qmoi #1] Job test failed") && !subject.contains("Re: Re:"),
+        "{subject}"
+    );
     assert_eq!(
         gl.calls("POST", "/api/v4/projects/380/jobs/1977/retry")
             .len(),
@@ -222,7 +241,7 @@ async fn failure_notification_reply_action_answer_in_thread() {
         header(&alice[0], "Message-ID")
     );
     assert!(
-        text_body(&alice[1]).contains("retry by master via email"),
+        text_body(&alice[1]).contains("✅ Retried by master (via email"),
         "{}",
         text_body(&alice[1])
     );
@@ -235,7 +254,7 @@ async fn failure_notification_reply_action_answer_in_thread() {
     let inbox = mail.wait_mail("master", "", 3).await;
     let down = inbox[2].clone();
     assert!(
-        text_body(&down).contains("Forge down"),
+        text_body(&down).contains("gitlab is down"),
         "{}",
         text_body(&down)
     );
@@ -258,7 +277,7 @@ async fn failure_notification_reply_action_answer_in_thread() {
     let ask = inbox[3].clone();
     let ask_body = text_body(&ask);
     let code: String = ask_body
-        .split("send `confirm ")
+        .split("send \"confirm ")
         .nth(1)
         .map(|s| s.chars().take(6).collect())
         .unwrap_or_default();

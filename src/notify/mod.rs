@@ -13,13 +13,13 @@ pub use templates::{TemplateError, Templates};
 
 use crate::command::Registry;
 use crate::config::NotifyConfig;
+use crate::render::View;
 use crate::store::{
     seq_key, trees, Answer, AuditEntry, Decision, DeliveryLogEntry, MessageKind, Notification,
     OutboxItem, OutboxStatus, Outgoing, Store, StoreError, ThreadRef,
 };
 use async_trait::async_trait;
 use chrono::{Duration as ChronoDuration, Utc};
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -216,7 +216,7 @@ impl Notifier {
     ) -> Result<usize, NotifyError> {
         let decisions = self.store.decisions_for(n.id)?;
         let answers = self.answers_for(n);
-        let ctx = notification_context(n, &answers, &decisions, update);
+        let ctx = View::of(n, &answers, &decisions, update).to_json();
         // An update's thread may not be known yet (the original is still in
         // the outbox); it is resolved when the update is delivered, which the
         // outbox does only after the original went out.
@@ -245,7 +245,7 @@ impl Notifier {
     /// the channel has one, as a new message (never an edit).
     pub fn queue_occurrence(&self, n: &Notification) -> Result<usize, NotifyError> {
         let answers = self.answers_for(n);
-        let ctx = notification_context(n, &answers, &self.store.decisions_for(n.id)?, None);
+        let ctx = View::of(n, &answers, &self.store.decisions_for(n.id)?, None).to_json();
         let channels = self.active_channels();
         for channel in &channels {
             self.render_and_enqueue(
@@ -261,11 +261,15 @@ impl Notifier {
         Ok(channels.len())
     }
 
-    /// Tells channels that can edit messages to replace a decided
-    /// notification's buttons with the decision.
-    pub fn queue_decided(&self, n: &Notification, text: &str) -> Result<usize, NotifyError> {
+    /// Tells channels that can edit messages to show the decision in a
+    /// decided notification's header, keeping the buttons of the questions
+    /// still open. (`_text` is the engine's wording of the decision; the
+    /// header is made from the decision records instead, in each medium's
+    /// own words.)
+    pub fn queue_decided(&self, n: &Notification, _text: &str) -> Result<usize, NotifyError> {
+        let decisions = self.store.decisions_for(n.id)?;
         let answers = self.answers_for(n);
-        let ctx = notification_context(n, &answers, &self.store.decisions_for(n.id)?, Some(text));
+        let ctx = View::of(n, &answers, &decisions, None).to_json();
         let mut queued = 0;
         for channel in self.active_channels() {
             let editable = self.channel(&channel).is_some_and(|c| c.edits_messages());
@@ -295,18 +299,8 @@ impl Notifier {
         report: &Report,
         skip: Option<&ThreadRef>,
     ) -> Result<usize, NotifyError> {
-        let d = &report.decision;
-        let mut ctx = notification_context(n, &[], &self.store.decisions_for(n.id)?, None);
-        ctx["d"] = json!({
-            "command": d.command,
-            "past_tense": d.past_tense,
-            "by": d.by,
-            "via": d.via,
-            "via_identity": d.via_identity,
-            "at": d.at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            "ok": report.ok,
-            "outcome": d.outcome.clone().unwrap_or_default(),
-        });
+        let decisions = self.store.decisions_for(n.id)?;
+        let ctx = View::report(n, &decisions, &report.decision, report.ok).to_json();
         let mut queued = 0;
         for channel in self.active_channels() {
             let thread = Self::thread_on(n, &channel);
@@ -583,75 +577,4 @@ pub enum NotifyError {
     /// A template.
     #[error(transparent)]
     Template(#[from] TemplateError),
-}
-
-const UNKNOWN: &str = "unknown";
-
-/// The data templates see. Fields the notification must always show are
-/// filled with "unknown" rather than left out.
-pub fn notification_context(
-    n: &Notification,
-    answers: &[Answer],
-    decisions: &[Decision],
-    update: Option<&str>,
-) -> serde_json::Value {
-    let e = &n.event;
-    let or_unknown = |s: Option<String>| {
-        s.filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| UNKNOWN.to_string())
-    };
-    let fix = e.fix.as_ref().map(|f| {
-        json!({
-            "title": f.title,
-            "description": f.description,
-            "files": f.files,
-            "diff": f.diff,
-            "merge_request": f.merge_request.as_ref().map(|m| m.iid),
-            "merge_request_url": f.merge_request.as_ref().and_then(|m| m.url.clone()),
-        })
-    });
-    let seen = n.seen_before.as_ref().map(|s| {
-        json!({
-            "count": s.count,
-            "fix": s.last_fix.as_ref().map(|f| f.reference.clone()),
-            "verified": s.last_fix.as_ref().is_some_and(|f| f.verified),
-        })
-    });
-    let mut title = format!("{} on {}", e.kind.title(), e.platform);
-    if e.fix.is_none() && e.kind == crate::events::EventKind::FixProposed {
-        title.push_str(" (fix details missing)");
-    }
-    json!({
-        "signature": SIGNATURE,
-        "update": update,
-        "n": {
-            "id": n.id,
-            "kind": e.kind.as_str(),
-            "title": title,
-            "platform": or_unknown(Some(e.platform.clone())),
-            "project": or_unknown(Some(e.project.path.clone())),
-            "project_url": e.project.url,
-            "ref": or_unknown(e.git_ref.clone()),
-            "sha": e.sha,
-            "pipeline": e.pipeline.map(|p| format!("#{p}")).unwrap_or_else(|| UNKNOWN.into()),
-            "job": e.job.as_ref().map(|j| format!("{} (#{}{})", j.name, j.id, j.stage.as_ref().map(|s| format!(", stage {s}")).unwrap_or_default())).unwrap_or_else(|| if e.job.is_none() && matches!(e.kind, crate::events::EventKind::PipelineFailed | crate::events::EventKind::ForgeDown | crate::events::EventKind::ForgeUp) { "n/a (whole pipeline)".to_string() } else { UNKNOWN.to_string() }),
-            "job_name": e.job.as_ref().map(|j| j.name.clone()).unwrap_or_else(|| UNKNOWN.into()),
-            "failure_reason": or_unknown(e.failure_reason.clone()),
-            "error_excerpt": or_unknown(e.error_excerpt.clone()),
-            "summary": e.summary,
-            "url": e.url,
-            "fix": fix,
-            "occurrences": n.occurrences,
-            "first_at": n.first_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            "last_at": n.last_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            "seen_before": seen,
-            "answers": answers,
-            "acked_by": n.acked_by,
-            "decisions": decisions.iter().map(|d| json!({
-                "command": d.command, "by": d.by, "via": d.via,
-                "at": d.at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                "status": d.status, "outcome": d.outcome,
-            })).collect::<Vec<_>>(),
-        }
-    })
 }

@@ -106,6 +106,37 @@ fn environment(medium: Medium) -> Environment<'static> {
             ))
         },
     );
+    // `{{ mention(slack_id, name) }}`: a Slack mention on Slack, the name
+    // elsewhere.
+    env.add_function(
+        "mention",
+        move |id: Option<String>, name: Option<String>| {
+            let name = name.unwrap_or_default();
+            Value::from_safe_string(match (medium, id) {
+                (Medium::SlackMrkdwn, Some(id)) => render::markup::slack_mention(&id, &name),
+                _ => render::escape(medium, &name),
+            })
+        },
+    );
+    // `{{ date(unix_ts) }}`: each Slack reader's own time zone; UTC text
+    // elsewhere.
+    env.add_function("date", move |ts: Option<i64>| {
+        let at = chrono::DateTime::from_timestamp(ts.unwrap_or(0), 0).unwrap_or_default();
+        Value::from_safe_string(match medium {
+            Medium::SlackMrkdwn => render::markup::slack_date(at),
+            _ => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        })
+    });
+    // `{{ text | prose }}`: qmoi's own prose with outside content in it
+    // (command answers), escaped, `backtick` spans as the medium's inline
+    // code (quotes in plain text).
+    env.add_filter("prose", move |text: Option<String>| {
+        Value::from_safe_string(render::markup::prose(
+            medium,
+            &text.unwrap_or_default(),
+            usize::MAX,
+        ))
+    });
     // `{{ text | fit(max, full) }}`: escaped and visibly cut to `max`.
     env.add_filter(
         "fit",

@@ -47,18 +47,33 @@ fn sanitize(c: char, push: &mut impl FnMut(char)) {
 
 /// Slack mrkdwn: `&`, `<`, `>` as entities (Slack's formatting rules), so no
 /// mention, link or date can come from content. Formatting characters
-/// cannot be escaped in mrkdwn; a zero-width space before them keeps a pair
-/// from opening bold/italic/strike/code.
-fn slack_mrkdwn(c: char, out: &mut String) {
+/// cannot be escaped in mrkdwn; a zero-width space before one that could
+/// open or close bold/italic/strike/code keeps the pair inert. Inside a
+/// word (`snake_case`, a URL's `merge_requests`) Slack never formats, so
+/// those are left alone and links and names copy cleanly.
+fn slack_mrkdwn(n: Near, c: char, out: &mut String) {
     match c {
         '&' => out.push_str("&amp;"),
         '<' => out.push_str("&lt;"),
         '>' => out.push_str("&gt;"),
-        '*' | '_' | '~' | '`' => {
+        '*' | '_' | '~' | '`' if !n.inside_word() => {
             out.push('\u{200B}');
             out.push(c);
         }
         _ => out.push(c),
+    }
+}
+
+/// The raw characters either side of the one being escaped.
+#[derive(Debug, Clone, Copy, Default)]
+struct Near {
+    prev: Option<char>,
+    next: Option<char>,
+}
+
+impl Near {
+    fn inside_word(self) -> bool {
+        self.prev.is_some_and(char::is_alphanumeric) && self.next.is_some_and(char::is_alphanumeric)
     }
 }
 
@@ -103,9 +118,9 @@ pub(crate) enum Ctx {
 }
 
 /// Escapes one (already sanitized) character.
-fn escape_char(ctx: Ctx, c: char, out: &mut String) {
+fn escape_char(ctx: Ctx, n: Near, c: char, out: &mut String) {
     match ctx {
-        Ctx::Text(Medium::SlackMrkdwn) | Ctx::Code(Medium::SlackMrkdwn) => slack_mrkdwn(c, out),
+        Ctx::Text(Medium::SlackMrkdwn) | Ctx::Code(Medium::SlackMrkdwn) => slack_mrkdwn(n, c, out),
         Ctx::Text(Medium::Html) | Ctx::Code(Medium::Html) => html(c, out),
         Ctx::Text(Medium::Discord) => discord(c, out),
         // A backtick followed by a zero-width space: no run of three can
@@ -118,16 +133,28 @@ fn escape_char(ctx: Ctx, c: char, out: &mut String) {
 }
 
 /// The escaped form of one raw character (empty when it is dropped).
-fn escaped(ctx: Ctx, c: char) -> String {
+fn escaped(ctx: Ctx, n: Near, c: char) -> String {
     let mut out = String::new();
-    sanitize(c, &mut |s| escape_char(ctx, s, &mut out));
+    sanitize(c, &mut |s| escape_char(ctx, n, s, &mut out));
     out
+}
+
+/// Each character of `raw` with its neighbours.
+fn with_near(raw: &str) -> impl DoubleEndedIterator<Item = (Near, char)> + '_ {
+    let chars: Vec<char> = raw.chars().collect();
+    (0..chars.len()).map(move |i| {
+        let near = Near {
+            prev: i.checked_sub(1).map(|j| chars[j]),
+            next: chars.get(i + 1).copied(),
+        };
+        (near, chars[i])
+    })
 }
 
 pub(crate) fn escape_in(ctx: Ctx, raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        sanitize(c, &mut |s| escape_char(ctx, s, &mut out));
+    for (n, c) in with_near(raw) {
+        sanitize(c, &mut |s| escape_char(ctx, n, s, &mut out));
     }
     out
 }
@@ -169,8 +196,8 @@ pub(crate) fn fit_in(ctx: Ctx, raw: &str, max: usize, keep: Keep) -> Fitted {
     let mut pieces: Vec<String> = Vec::new();
     let mut used = 0;
     let mut taken = 0;
-    let mut take = |c: char| -> bool {
-        let e = escaped(ctx, c);
+    let mut take = |(near, c): (Near, char)| -> bool {
+        let e = escaped(ctx, near, c);
         let n = e.chars().count();
         if used + n > max {
             return false;
@@ -182,15 +209,15 @@ pub(crate) fn fit_in(ctx: Ctx, raw: &str, max: usize, keep: Keep) -> Fitted {
     };
     match keep {
         Keep::Head => {
-            for c in raw.chars() {
-                if !take(c) {
+            for x in with_near(raw) {
+                if !take(x) {
                     break;
                 }
             }
         }
         Keep::Tail => {
-            for c in raw.chars().rev() {
-                if !take(c) {
+            for x in with_near(raw).rev() {
+                if !take(x) {
                     break;
                 }
             }
@@ -223,11 +250,11 @@ mod tests {
     fn slack_neutralizes_mentions_links_and_formatting() {
         let e = escape(
             Medium::SlackMrkdwn,
-            "<!channel> <https://evil.example|x> & *b*",
+            "<!channel> <https://evil.example|x> & *b* my_project",
         );
         assert_eq!(
             e,
-            "&lt;!channel&gt; &lt;https://evil.example|x&gt; &amp; \u{200B}*b\u{200B}*"
+            "&lt;!channel&gt; &lt;https://evil.example|x&gt; &amp; \u{200B}*b\u{200B}* my_project"
         );
     }
 

@@ -24,6 +24,11 @@ impl Markup {
         }
     }
 
+    /// Text a constructor of this module already made safe.
+    pub(crate) fn from_safe(medium: Medium, text: String) -> Markup {
+        Markup { medium, text }
+    }
+
     /// The medium it is safe for.
     pub fn medium(&self) -> Medium {
         self.medium
@@ -204,6 +209,52 @@ pub fn code_block(medium: Medium, raw: &str, max: usize, keep: Keep, full: Optio
     }
 }
 
+/// Inline code on `medium` (content has no backticks: [`prose`] splits on
+/// them).
+fn inline_code(medium: Medium, raw: &str) -> String {
+    match medium {
+        Medium::SlackMrkdwn => format!("`{}`", escape_in(Ctx::Text(medium), raw)),
+        Medium::Discord => format!("`{}`", escape_in(Ctx::Code(medium), raw)),
+        Medium::Html => format!("<code>{}</code>", escape_in(Ctx::Text(medium), raw)),
+        Medium::EmailText | Medium::Console | Medium::SlackPlain => {
+            format!("\"{}\"", escape_in(Ctx::Text(medium), raw))
+        }
+    }
+}
+
+fn prose_once(medium: Medium, raw: &str) -> String {
+    let parts: Vec<&str> = raw.split('`').collect();
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let closed = i + 1 < parts.len();
+        if i % 2 == 1 && closed {
+            out.push_str(&inline_code(medium, part));
+        } else {
+            if i % 2 == 1 {
+                out.push_str(&escape_in(Ctx::Text(medium), "`"));
+            }
+            out.push_str(&escape_in(Ctx::Text(medium), part));
+        }
+    }
+    out
+}
+
+/// qmoi's prose (command answers, refusals), which quotes commands in
+/// backticks and may carry outside content: all of it escaped for
+/// `medium`, the backtick spans as inline code (quotes in plain text, so
+/// no markdown shows in an email), cut to `max` characters.
+pub fn prose(medium: Medium, raw: &str, max: usize) -> String {
+    let mut raw = raw.to_string();
+    loop {
+        let out = prose_once(medium, &raw);
+        let n = raw.chars().count();
+        if out.chars().count() <= max || n == 0 {
+            return out;
+        }
+        raw = super::cut(&raw, n * 3 / 4);
+    }
+}
+
 /// A Slack mention for a Slack user ID (`U…`/`W…`); anything else is shown
 /// as escaped text.
 pub fn slack_mention(user_id: &str, fallback: &str) -> String {
@@ -295,6 +346,26 @@ mod tests {
             .contains("characters cut; full text: <https://ci.example/job/1|link>"));
         let tail = code_block(Medium::Discord, &long, 500, Keep::Tail, None);
         assert!(tail.starts_with("```\n[9500 characters cut]\n"), "{tail}");
+    }
+
+    #[test]
+    fn prose_quotes_commands_per_medium() {
+        let t = "Answer with `approve #12` <!here>";
+        assert_eq!(
+            prose(Medium::SlackMrkdwn, t, 3000),
+            "Answer with `approve #12` &lt;!here&gt;"
+        );
+        assert_eq!(
+            prose(Medium::EmailText, t, 3000),
+            "Answer with \"approve #12\" <!here>"
+        );
+        assert_eq!(prose(Medium::EmailText, "odd ` tick", 3000), "odd ` tick");
+        assert!(
+            prose(Medium::SlackMrkdwn, &"<".repeat(5000), 3000)
+                .chars()
+                .count()
+                <= 3000
+        );
     }
 
     #[test]

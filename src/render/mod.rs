@@ -12,15 +12,26 @@
 //! - [`markup`]: [`Markup`], text that is safe for one medium by
 //!   construction (qmoi's literals plus escaped content, links, code blocks);
 //! - [`limits`]: the platforms' published limits, in one place;
+//! - [`view`]: the typed data every notification message is rendered from,
+//!   with each kind's own fields;
+//! - [`slack`]: Block Kit within Slack's limits; [`subject`]: email subjects;
+//! - [`degraded()`]: the always-fits form of a queued message, for delivery's
+//!   fallback;
 //! - templates (`crate::notify::Templates`) auto-escape every value with
 //!   the same escapers, so a template cannot forget to.
 
+pub mod degraded;
 pub mod escape;
 pub mod limits;
 pub mod markup;
+pub mod slack;
+pub mod subject;
+pub mod view;
 
+pub use degraded::degraded;
 pub use escape::{cut, escape, escape_fit, Fitted, Keep};
 pub use markup::Markup;
+pub use view::View;
 
 /// A rendering medium: how text is marked up where it is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -88,7 +88,7 @@ pub fn escaped_context(ctx: &Value) -> Value {
             escape_value(key, v);
         }
     }
-    if let Some(excerpt) = ctx["n"]["error_excerpt"].as_str() {
+    if let Some(excerpt) = ctx["n"]["excerpt"].as_str() {
         let full = ctx["n"]["url"].as_str().and_then(link_target);
         let block =
             render::markup::code_block(Medium::Discord, excerpt, MAX_EXCERPT, Keep::Tail, full);
@@ -378,7 +378,7 @@ mod tests {
                 "title": "**@everyone** [x](http://evil)",
                 "url": "javascript:alert(1)",
                 "project_url": "https://gitlab.test/p",
-                "error_excerpt": format!("{}```<@1>", "y".repeat(2000)),
+                "excerpt": format!("{}```<@1>", "y".repeat(2000)),
                 "fix": {"title": "_fix_", "files": ["a|b"]},
             },
             "d": {"by": "<@&5>", "outcome": "done"},

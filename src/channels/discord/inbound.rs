@@ -17,7 +17,7 @@ use crate::command::{Command, Evidence, Origin};
 use crate::config::DiscordConfig;
 use crate::engine::{Accepted, Engine, Reply};
 use crate::identity::Directory;
-use crate::notify::{notification_context, Notifier, SIGNATURE};
+use crate::notify::{Notifier, SIGNATURE};
 use crate::render::{self, Medium};
 use crate::store::{CommandStatus, MessageKind, Outgoing, Store};
 use serde_json::{json, Value};
@@ -307,7 +307,7 @@ impl DiscordInbound {
     /// The refusal for a button shown with a fix that has since changed.
     fn outdated(&self, b: &ButtonId) -> Option<String> {
         let n = self.store.notification(b.notification).ok().flatten()?;
-        let ctx = notification_context(&n, &[], &[], None);
+        let ctx = crate::render::View::of(&n, &[], &[], None).to_json();
         (!b.fix.is_empty() && fix_hash(&ctx) != b.fix).then(|| {
             format!(
                 "#{} has a newer fix than the one on this button; look at the latest message before answering.\n— {SIGNATURE}",

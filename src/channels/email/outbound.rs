@@ -13,7 +13,7 @@ use crate::notify::{Channel, Delivered, DeliveryError, Templates};
 use crate::store::{MessageKind, Outgoing, Store};
 use async_trait::async_trait;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -165,6 +165,13 @@ impl EmailChannel {
         let to: Mailbox = to
             .parse()
             .map_err(|e| DeliveryError::Permanent(format!("recipient '{to}': {e}")))?;
+        // Follow-ups keep the thread's subject with one "Re: ", however
+        // many "Re: AW: " the person's client put in front.
+        let subject = if thread.is_empty() {
+            crate::render::subject::email_line(subject)
+        } else {
+            crate::render::subject::reply(subject)
+        };
         let mut b = Message::builder()
             .from(self.from.clone())
             .reply_to(self.reply_to(token)?)
@@ -179,7 +186,9 @@ impl EmailChannel {
         }
         let msg = match html {
             Some(html) => b.multipart(MultiPart::alternative_plain_html(text.to_string(), html)),
-            None => b.body(text.to_string()),
+            // A single part still says what it is, or "—" and accents
+            // decode as mojibake.
+            None => b.singlepart(SinglePart::plain(text.to_string())),
         }
         .map_err(|e| DeliveryError::Permanent(format!("building the message: {e}")))?;
         self.transport.send(msg).await.map(|_| ()).map_err(|e| {

@@ -13,7 +13,7 @@
 //! qmoi needs a handful of fields, and a full parse with the crate's types
 //! fails on any Block Kit element it does not know (slack-morphism #360).
 
-use super::outbound::{fix_hash, NAME};
+use super::outbound::NAME;
 use super::verify;
 use crate::command::{Command, Evidence, Origin};
 use crate::config::SlackConfig;
@@ -136,8 +136,8 @@ impl SlackInbound {
 
         // The button names the fix it was shown for; a newer fix needs a newer click.
         if let Ok(Some(n)) = self.store.notification(value.n) {
-            let ctx = crate::notify::notification_context(&n, &[], &[], None);
-            if !value.fix.is_empty() && fix_hash(&ctx) != value.fix {
+            let current = crate::render::View::of(&n, &[], &[], None).fix_hash();
+            if !value.fix.is_empty() && current != value.fix {
                 let text = format!("#{} has a newer fix than the one on this button; look at the latest message before answering.", value.n);
                 self.say(thread.clone(), response_url, &text, value.n);
                 return Ok(());

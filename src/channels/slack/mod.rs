@@ -15,7 +15,7 @@ pub mod verify;
 
 use crate::config::{Config, SlackMode};
 use crate::engine::Engine;
-use crate::notify::{Notifier, Templates};
+use crate::notify::Notifier;
 use crate::store::Store;
 use axum::Router;
 use std::sync::Arc;
@@ -24,15 +24,8 @@ use tokio::task::JoinHandle;
 pub use outbound::{SetupError, SlackChannel, NAME};
 
 /// Registers the outbound channel.
-pub fn register(
-    config: &Config,
-    notifier: &Notifier,
-    templates: Arc<Templates>,
-) -> Result<(), SetupError> {
-    notifier.register(Arc::new(SlackChannel::new(
-        config.slack.clone(),
-        templates,
-    )?));
+pub fn register(config: &Config, notifier: &Notifier) -> Result<(), SetupError> {
+    notifier.register(Arc::new(SlackChannel::new(config.slack.clone())?));
     Ok(())
 }
 

@@ -8,10 +8,12 @@
 //! in the delivery log with Slack's reason.
 
 use crate::config::SlackConfig;
-use crate::notify::{Channel, Delivered, DeliveryError, Templates};
+use crate::notify::{Channel, Delivered, DeliveryError};
+use crate::render::{slack, View};
 use crate::store::{MessageKind, Outgoing};
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use futures::FutureExt;
+use serde_json::Value;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
@@ -22,8 +24,6 @@ use tokio::time::Instant;
 
 /// Channel name.
 pub const NAME: &str = "slack";
-/// Slack shows about this much of a text block; longer excerpts are cut.
-const MAX_EXCERPT: usize = 2500;
 
 type Connector = SlackClientHyperConnector<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -34,7 +34,6 @@ pub struct SlackChannel {
     client: Arc<SlackClient<Connector>>,
     token: SlackApiToken,
     cfg: SlackConfig,
-    templates: Arc<Templates>,
     next_slot: Mutex<HashMap<String, Instant>>,
 }
 
@@ -59,19 +58,9 @@ pub fn client(api_url: &str) -> Arc<SlackClient<Connector>> {
     ))
 }
 
-/// Content hash of a notification's fix; buttons carry it so a click on an
-/// outdated message cannot approve a fix that has since changed.
-pub fn fix_hash(data: &Value) -> String {
-    let fix = &data["n"]["fix"];
-    if fix.is_null() {
-        return String::new();
-    }
-    crate::events::short_hash(&fix.to_string())
-}
-
 impl SlackChannel {
     /// Builds the client; nothing is sent yet.
-    pub fn new(cfg: SlackConfig, templates: Arc<Templates>) -> Result<Self, SetupError> {
+    pub fn new(cfg: SlackConfig) -> Result<Self, SetupError> {
         let token = cfg
             .bot_token
             .as_ref()
@@ -80,7 +69,6 @@ impl SlackChannel {
             client: client(&cfg.api_url),
             token: SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
             cfg,
-            templates,
             next_slot: Mutex::new(HashMap::new()),
         })
     }
@@ -112,52 +100,52 @@ impl SlackChannel {
         tokio::time::sleep_until(slot).await;
     }
 
-    fn blocks(&self, message: &Outgoing) -> Result<Vec<SlackBlock>, DeliveryError> {
-        let mut ctx = message.data.clone();
-        let hash = fix_hash(&ctx);
-        let nid = message.notification.unwrap_or(0);
-        let buttons: Vec<Value> = message
-            .answers
-            .iter()
-            .map(|a| {
-                json!({
-                    "label": a.label,
-                    "command": a.command,
-                    "style": match a.command.as_str() { "approve" => "primary", "reject" | "failover" => "danger", _ => "" },
-                    "value": json!({ "n": nid, "verb": a.command, "fix": hash }).to_string(),
-                })
-            })
-            .collect();
-        ctx["buttons"] = Value::Array(buttons);
-        let excerpt = ctx["n"]["error_excerpt"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
-        if excerpt.chars().count() > MAX_EXCERPT {
-            let tail: String = excerpt
-                .chars()
-                .rev()
-                .take(MAX_EXCERPT)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            ctx["n"]["error_excerpt"] =
-                Value::String(format!("… (truncated; full log at the link)\n{tail}"));
-            ctx["n"]["excerpt_truncated"] = Value::Bool(true);
+    /// The Block Kit form of a notification message (new, updated or
+    /// decided), from the view it was queued with; `degraded` gives the
+    /// always-fits form. `None` for an item queued by an older qmoi, which
+    /// is posted as its text alone.
+    fn blocks(
+        message: &Outgoing,
+        degraded: bool,
+    ) -> Result<Option<(String, Vec<SlackBlock>)>, DeliveryError> {
+        let Some(view) = View::from_json(&message.data) else {
+            return Ok(None);
+        };
+        let rendered = if degraded {
+            slack::degraded(&view)
+        } else {
+            slack::notification(&view)
+        };
+        let blocks = serde_json::from_value(Value::Array(rendered.blocks))
+            .map_err(|e| DeliveryError::Permanent(format!("Block Kit: {e}")))?;
+        Ok(Some((rendered.text, blocks)))
+    }
+
+    /// Posts or updates with the full blocks; when Slack refuses them as
+    /// too big or invalid, once more with the always-fits form.
+    async fn send_blocks(
+        &self,
+        message: &Outgoing,
+        send: impl for<'a> Fn(
+            &'a Self,
+            String,
+            Option<Vec<SlackBlock>>,
+        ) -> futures::future::BoxFuture<'a, Result<String, DeliveryError>>,
+    ) -> Result<String, DeliveryError> {
+        let Some((text, blocks)) = Self::blocks(message, false)? else {
+            let text = crate::render::escape(crate::render::Medium::SlackMrkdwn, &message.subject);
+            return send(self, text, None).await;
+        };
+        match send(self, text, Some(blocks)).await {
+            Err(DeliveryError::Permanent(e))
+                if e.contains("invalid_blocks") || e.contains("msg_too_long") =>
+            {
+                tracing::warn!(error = %e, "Slack refused the blocks; sending the short form");
+                let (text, blocks) = Self::blocks(message, true)?.unwrap_or_default();
+                send(self, text, Some(blocks)).await
+            }
+            other => other,
         }
-        let rendered = self
-            .templates
-            .render_file(NAME, "notification.json", &ctx)
-            .ok_or_else(|| {
-                DeliveryError::Permanent("templates/slack/notification.json is missing".into())
-            })?
-            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        serde_json::from_str(&rendered).map_err(|e| {
-            DeliveryError::Permanent(format!(
-                "templates/slack/notification.json is not Block Kit JSON: {e}"
-            ))
-        })
     }
 
     async fn post(
@@ -303,16 +291,14 @@ impl Channel for SlackChannel {
         let no_channel = || DeliveryError::Permanent("no Slack channel: set slack.channel".into());
         match message.kind {
             MessageKind::Notification => {
-                let blocks = self.blocks(message)?;
                 // Part of a burst: posted in the burst's thread.
                 if let Some(parent) = message.thread.as_deref().and_then(parse_ref) {
+                    let (ch, ts) = (parent.channel.to_string(), parent.ts.to_string());
                     let posted = self
-                        .post(
-                            parent.channel,
-                            &message.subject,
-                            Some(blocks),
-                            Some(parent.ts.to_string()),
-                        )
+                        .send_blocks(message, |me, text, blocks| {
+                            let (ch, ts) = (ch.clone(), ts.clone());
+                            async move { me.post(&ch, &text, blocks, Some(ts)).await }.boxed()
+                        })
                         .await?;
                     let ts = posted.split_once(':').map(|(_, t)| t).unwrap_or_default();
                     return Ok(Delivered {
@@ -321,7 +307,10 @@ impl Channel for SlackChannel {
                 }
                 let channel = self.route(kind).ok_or_else(no_channel)?;
                 let thread = self
-                    .post(&channel, &message.subject, Some(blocks), None)
+                    .send_blocks(message, |me, text, blocks| {
+                        let ch = channel.clone();
+                        async move { me.post(&ch, &text, blocks, None).await }.boxed()
+                    })
                     .await?;
                 Ok(Delivered {
                     thread: Some(thread),
@@ -334,8 +323,17 @@ impl Channel for SlackChannel {
                         retry_after: None,
                     });
                 };
-                let blocks = self.blocks(message)?;
-                self.update(thread, &message.subject, blocks).await?;
+                let thread = thread.clone();
+                self.send_blocks(message, |me, text, blocks| {
+                    let thread = thread.clone();
+                    async move {
+                        me.update(&thread, &text, blocks.unwrap_or_default())
+                            .await
+                            .map(|()| String::new())
+                    }
+                    .boxed()
+                })
+                .await?;
                 Ok(Delivered::default())
             }
             MessageKind::Report => {
