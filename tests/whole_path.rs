@@ -229,7 +229,7 @@ async fn who_may_ask_and_what_they_are_told() {
         r["text"]
             .as_str()
             .unwrap_or_default()
-            .contains("I don't know who you are (api identity 'mallory')"),
+            .contains("I don't know who you are, so I can't run `approve`"),
         "{r}"
     );
 

@@ -280,8 +280,10 @@ impl Engine {
             let reply = Reply::new(
                 CommandStatus::Denied,
                 format!(
-                    "I don't know who you are ({} identity '{}'), so I can't run `{}`. Ask the master to add you to qmoi's people.",
-                    origin.channel, origin.identity, spec.name
+                    // No internal identifiers in what people read: the
+                    // audit entry names the identity for the master.
+                    "I don't know who you are, so I can't run `{}`. Ask the master to add you to qmoi's people (the refusal is in qmoi's audit log).",
+                    spec.name
                 ),
                 None,
             );

@@ -64,7 +64,7 @@ impl SlackServer {
             })),
         };
         let app = Router::new()
-            .route("/api/{method}", post(api))
+            .route("/api/{method}", post(api).get(api))
             .route("/response/{id}", post(response_url))
             .route("/socket", get(socket))
             .fallback(any(|| async { StatusCode::NOT_FOUND }))
@@ -196,7 +196,27 @@ async fn api(
         }
         return r;
     }
+    if matches!(method.as_str(), "chat.postMessage" | "chat.update") {
+        if let Err(why) = check_blocks(&parsed["blocks"]) {
+            return slack_json(json!({ "ok": false, "error": "invalid_blocks", "errors": [why] }));
+        }
+    }
     match method.as_str() {
+        "auth.test" => {
+            if inner.calls.last().and_then(|c| c.auth.as_deref())
+                == Some("Bearer xoxb-test-bot-token")
+            {
+                slack_json(
+                    json!({ "ok": true, "url": "https://qmoi-test.slack.com/", "team": "qmoi test", "user": "qmoi", "team_id": "T0QMOI", "user_id": "UQMOI", "bot_id": "BQMOI" }),
+                )
+            } else {
+                slack_json(json!({ "ok": false, "error": "invalid_auth" }))
+            }
+        }
+        "chat.postEphemeral" => {
+            inner.ts += 1;
+            slack_json(json!({ "ok": true, "message_ts": format!("{}.000200", inner.ts) }))
+        }
         "chat.postMessage" => {
             inner.ts += 1;
             let ts = format!("{}.000100", inner.ts);
@@ -213,6 +233,52 @@ async fn api(
         }
         _ => slack_json(json!({ "ok": false, "error": "unknown_method" })),
     }
+}
+
+/// Slack's Block Kit limits, as Slack enforces them: over any of them the
+/// whole message is refused with `invalid_blocks`.
+fn check_blocks(blocks: &Value) -> Result<(), String> {
+    let Some(blocks) = blocks.as_array() else {
+        return Ok(());
+    };
+    let len = |v: &Value| v.as_str().map(|s| s.chars().count()).unwrap_or(0);
+    if blocks.len() > 50 {
+        return Err("more than 50 blocks".into());
+    }
+    let mut ids = std::collections::HashSet::new();
+    for b in blocks {
+        match b["type"].as_str().unwrap_or("") {
+            "header" if len(&b["text"]["text"]) > 150 => return Err("header over 150".into()),
+            "section" => {
+                if len(&b["text"]["text"]) > 3000 {
+                    return Err("section text over 3000".into());
+                }
+                let fields = b["fields"].as_array().cloned().unwrap_or_default();
+                if fields.len() > 10 || fields.iter().any(|f| len(&f["text"]) > 2000) {
+                    return Err("fields over 10 or 2000".into());
+                }
+            }
+            "actions" => {
+                let e = b["elements"].as_array().cloned().unwrap_or_default();
+                if e.len() > 25 {
+                    return Err("more than 25 elements".into());
+                }
+                for x in e {
+                    if len(&x["text"]["text"]) > 75
+                        || len(&x["value"]) > 2000
+                        || len(&x["action_id"]) > 255
+                    {
+                        return Err("button over a limit".into());
+                    }
+                    if !ids.insert(x["action_id"].as_str().unwrap_or("").to_string()) {
+                        return Err("duplicate action_id".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn response_url(

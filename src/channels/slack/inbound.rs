@@ -30,6 +30,29 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// How long a slash command waits for its outcome before acknowledging
+/// with "working on it" (Slack wants the ack within 3 seconds).
+const QUICK: std::time::Duration = std::time::Duration::from_millis(2000);
+
+/// Where a command's answer goes.
+struct Where {
+    /// The interaction's or slash command's `response_url`.
+    response_url: Option<String>,
+    /// The channel and thread a message was written in.
+    thread: Option<(String, String)>,
+    /// Who wrote it (for an ephemeral refusal).
+    user: String,
+}
+
+/// An ephemeral answer body, escaped (qmoi's `backtick` commands as code).
+fn ephemeral(text: &str, replace: bool) -> Value {
+    json!({
+        "response_type": "ephemeral",
+        "replace_original": replace,
+        "text": crate::render::slack::reply(text),
+    })
+}
+
 /// Turns Slack payloads into commands.
 pub struct SlackInbound {
     cfg: SlackConfig,
@@ -84,10 +107,14 @@ impl SlackInbound {
             .with_state(self)
     }
 
-    /// A slash command: acknowledged now, outcome to `response_url`.
+    /// A slash command: one ephemeral answer. When the outcome is ready
+    /// within [`QUICK`] it is the ack itself; otherwise the ack says qmoi is
+    /// working on it and the outcome replaces that message through
+    /// `response_url`, so the person sees one message either way.
     pub async fn command(self: &Arc<Self>, c: SlashCommand) -> Value {
+        let key = format!("slack:command:{}", c.trigger_id);
         let cmd = Command::new(
-            format!("slack:command:{}", c.trigger_id),
+            key.clone(),
             Origin {
                 channel: NAME.into(),
                 identity: c.user_id.clone(),
@@ -99,10 +126,23 @@ impl SlackInbound {
                 reference: c.trigger_id.clone(),
             },
         );
-        let accepted = self.engine.accept(cmd).await;
-        let ack = accepted.ack.text.clone();
-        self.follow_up(accepted, Some(c.response_url), None);
-        json!({ "response_type": "ephemeral", "text": ack })
+        let mut accepted = self.engine.accept(cmd).await;
+        if let Some(rx) = accepted.outcome.as_mut() {
+            if let Ok(Ok(reply)) = tokio::time::timeout(QUICK, rx).await {
+                return ephemeral(&reply.text, false);
+            }
+        }
+        let ack = ephemeral(&accepted.ack.text, false);
+        if let (false, Some(rx)) = (accepted.ack.duplicate, accepted.outcome) {
+            let this = self.clone();
+            let url = c.response_url.clone();
+            tokio::spawn(async move {
+                if let Ok(reply) = rx.await {
+                    this.respond(&url, &reply.text, true).await;
+                }
+            });
+        }
+        ack
     }
 
     /// A button click on a notification.
@@ -121,30 +161,22 @@ impl SlackInbound {
         let action = &payload["actions"][0];
         let value: ButtonValue = serde_json::from_str(action["value"].as_str().unwrap_or(""))
             .map_err(|e| format!("button value: {e}"))?;
-        let channel = payload["container"]["channel_id"]
-            .as_str()
-            .or(payload["channel"]["id"].as_str())
-            .unwrap_or("")
-            .to_string();
-        let message_ts = payload["container"]["message_ts"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
         let response_url = payload["response_url"].as_str().map(str::to_string);
-        let thread = (!channel.is_empty() && !message_ts.is_empty())
-            .then(|| (channel.clone(), message_ts.clone()));
 
         // The button names the fix it was shown for; a newer fix needs a newer click.
         if let Ok(Some(n)) = self.store.notification(value.n) {
             let current = crate::render::View::of(&n, &[], &[], None).fix_hash();
             if !value.fix.is_empty() && current != value.fix {
                 let text = format!("#{} has a newer fix than the one on this button; look at the latest message before answering.", value.n);
-                self.say(thread.clone(), response_url, &text, value.n);
+                if let Some(url) = &response_url {
+                    self.respond(url, &text, false).await;
+                }
                 return Ok(());
             }
         }
+        let key = format!("slack:action:{trigger}");
         let cmd = Command::new(
-            format!("slack:action:{trigger}"),
+            key.clone(),
             // No thread on the origin: the outcome is reported in the
             // notification's thread, where the whole channel sees it.
             Origin {
@@ -160,7 +192,14 @@ impl SlackInbound {
         )
         .answering(Some(value.n));
         let accepted = self.engine.accept(cmd).await;
-        self.follow_up(accepted, response_url, thread);
+        // The clicker's answer goes to them alone; the channel sees the
+        // decision in the message's header and the outcome in its thread.
+        let to = Where {
+            response_url,
+            thread: None,
+            user: String::new(),
+        };
+        self.follow_up(accepted, key, to);
         Ok(())
     }
 
@@ -181,7 +220,7 @@ impl SlackInbound {
         let user = ev["user"].as_str()?.to_string();
         let channel = ev["channel"].as_str()?.to_string();
         let thread_ts = ev["thread_ts"].as_str().map(str::to_string);
-        let ts = ev["ts"].as_str().unwrap_or("").to_string();
+        let ts = ev["ts"].as_str()?.to_string();
         let thread_ref = thread_ts.as_ref().map(|t| format!("{channel}:{t}"));
         let in_qmoi_thread = thread_ref
             .as_ref()
@@ -193,11 +232,15 @@ impl SlackInbound {
             return None;
         }
         let text = ev["text"].as_str().unwrap_or("").to_string();
+        // A mention in a channel qmoi also reads arrives twice, as
+        // `message` and as `app_mention`, with different event IDs
+        // (bolt-python#941): the message itself (channel + ts) is the key.
+        let key = format!("slack:message:{channel}:{ts}");
         let cmd = Command::new(
-            format!("slack:event:{event_id}"),
+            key.clone(),
             Origin {
                 channel: NAME.into(),
-                identity: user,
+                identity: user.clone(),
                 thread: None,
             },
             text,
@@ -208,18 +251,17 @@ impl SlackInbound {
         )
         .answering(in_qmoi_thread);
         let accepted = self.engine.accept(cmd).await;
-        let reply_thread = Some((channel, thread_ts.unwrap_or(ts)));
-        self.follow_up(accepted, None, reply_thread);
+        let to = Where {
+            response_url: None,
+            thread: Some((channel, thread_ts.unwrap_or(ts))),
+            user,
+        };
+        self.follow_up(accepted, key, to);
         None
     }
 
     /// After the ack: deliver the outcome (never for a duplicate delivery).
-    fn follow_up(
-        self: &Arc<Self>,
-        accepted: Accepted,
-        response_url: Option<String>,
-        thread: Option<(String, String)>,
-    ) {
+    fn follow_up(self: &Arc<Self>, accepted: Accepted, key: String, to: Where) {
         if accepted.ack.duplicate {
             return;
         }
@@ -229,69 +271,76 @@ impl SlackInbound {
                 Some(rx) => rx.await.unwrap_or(accepted.ack),
                 None => accepted.ack,
             };
-            this.deliver_reply(&reply, response_url, thread).await;
+            this.deliver_reply(&reply, &key, to).await;
         });
     }
 
-    async fn deliver_reply(
-        &self,
-        reply: &Reply,
-        response_url: Option<String>,
-        thread: Option<(String, String)>,
-    ) {
-        // A decision that succeeded is reported in the thread by the engine;
-        // everything else (refusals, "already approved by …") is said here.
-        let reported = reply.status == CommandStatus::Succeeded
-            && thread.is_some()
-            && reply.notification.is_some();
-        if let Some(url) = &response_url {
-            let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": reply.text });
-            if let Err(e) = self.http.post(url).json(&body).send().await {
-                tracing::warn!(error = %e, "Slack response_url failed");
-            }
+    /// Whether the engine reports this command's outcome in the
+    /// notification's thread itself: only a decision it ran does (a
+    /// read-only command such as `status #4` is answered here).
+    fn reported_by_engine(&self, reply: &Reply, key: &str) -> bool {
+        let Some(nid) = reply.notification else {
+            return false;
+        };
+        self.store
+            .decisions_for(nid)
+            .map(|ds| ds.iter().any(|d| d.command_key == key))
+            .unwrap_or(false)
+    }
+
+    async fn deliver_reply(&self, reply: &Reply, key: &str, to: Where) {
+        if self.reported_by_engine(reply, key) {
+            return;
         }
-        if !reported {
-            if let Some(t) = thread {
-                self.say(Some(t), None, &reply.text, reply.notification.unwrap_or(0));
-            }
+        let refusal = matches!(
+            reply.status,
+            CommandStatus::Rejected | CommandStatus::Denied | CommandStatus::AlreadyDecided
+        );
+        if let Some(url) = &to.response_url {
+            self.respond(url, &reply.text, false).await;
+        } else if let Some((channel, ts)) = to.thread {
+            // Refusals are for the person who asked, never the channel.
+            let private = (refusal && !to.user.is_empty()).then_some(to.user);
+            self.say(&channel, &ts, private, &reply.text, reply.notification);
         }
     }
 
-    /// Queues a thread reply through the outbox (durable, paced, retried).
-    fn say(
-        &self,
-        thread: Option<(String, String)>,
-        response_url: Option<String>,
-        text: &str,
-        nid: u64,
-    ) {
-        if let Some((channel, ts)) = thread {
-            let msg = Outgoing {
-                notification: (nid != 0).then_some(nid),
-                kind: MessageKind::Reply,
-                thread: None,
-                subject: text.chars().take(150).collect(),
-                body: format!("{text}\n— {SIGNATURE}"),
-                answers: Vec::new(),
-                data: json!({ "slack": { "channel": channel, "thread_ts": ts } }),
-            };
-            if let Err(e) = self.notifier.queue_direct(NAME, msg) {
-                tracing::warn!(error = %e, "could not queue a Slack reply");
-            }
-            let store = self.store.clone();
-            let notifier = self.notifier.clone();
-            tokio::spawn(async move {
-                if store.durable().await.is_ok() {
-                    notifier.kick();
-                }
-            });
-        } else if let Some(url) = response_url {
-            let http = self.http.clone();
-            let body = json!({ "response_type": "ephemeral", "text": text });
-            tokio::spawn(async move {
-                let _ = http.post(url).json(&body).send().await;
-            });
+    /// Answers through a `response_url` (ephemeral), replacing the
+    /// "working on it" message when `replace` is set.
+    async fn respond(&self, url: &str, text: &str, replace: bool) {
+        let mut body = ephemeral(text, replace);
+        body["replace_original"] = json!(replace);
+        if let Err(e) = self.http.post(url).json(&body).send().await {
+            tracing::warn!(error = %e, "Slack response_url failed");
         }
+    }
+
+    /// Queues a thread reply through the outbox (durable, paced, retried);
+    /// with `private`, only that user sees it (`chat.postEphemeral`).
+    fn say(&self, channel: &str, ts: &str, private: Option<String>, text: &str, nid: Option<u64>) {
+        let msg = Outgoing {
+            notification: nid.filter(|n| *n != 0),
+            kind: MessageKind::Reply,
+            thread: None,
+            subject: crate::render::cut(text, 150),
+            body: format!(
+                "{}\n— {}",
+                crate::render::slack::reply(text),
+                crate::render::escape(crate::render::Medium::SlackMrkdwn, SIGNATURE)
+            ),
+            answers: Vec::new(),
+            data: json!({ "slack": { "channel": channel, "thread_ts": ts, "ephemeral_user": private } }),
+        };
+        if let Err(e) = self.notifier.queue_direct(NAME, msg) {
+            tracing::warn!(error = %e, "could not queue a Slack reply");
+        }
+        let store = self.store.clone();
+        let notifier = self.notifier.clone();
+        tokio::spawn(async move {
+            if store.durable().await.is_ok() {
+                notifier.kick();
+            }
+        });
     }
 
     /// The refusal to send when the request is not provably from Slack.
@@ -325,6 +374,10 @@ async fn http_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Slack's periodic certificate check: answered 200, nothing else.
+    if is_ssl_check(&body) {
+        return StatusCode::OK.into_response();
+    }
     if let Some(r) = s.refusal(&headers, &body) {
         return r;
     }
@@ -336,6 +389,13 @@ async fn http_command(
         )
             .into_response(),
     }
+}
+
+/// Whether a slash-command body is Slack's `ssl_check=1` probe.
+fn is_ssl_check(body: &[u8]) -> bool {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map(|pairs| pairs.iter().any(|(k, v)| k == "ssl_check" && v == "1"))
+        .unwrap_or(false)
 }
 
 async fn http_interaction(

@@ -5,6 +5,18 @@
 use crate::config::{SlackConfig, SlackMode};
 use serde_json::{json, Value};
 
+/// Exactly the bot scopes qmoi uses: `chat:write` (postMessage, update,
+/// postEphemeral), `commands` (/qmoi), `app_mentions:read` and
+/// `channels:history`/`groups:history` (mentions and thread replies in
+/// public and private channels). `auth.test` needs none.
+pub const SCOPES: [&str; 5] = [
+    "chat:write",
+    "commands",
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+];
+
 /// The manifest for this configuration (HTTP URLs or Socket Mode).
 pub fn manifest(cfg: &SlackConfig) -> Value {
     let base = cfg.public_url.trim_end_matches('/');
@@ -37,7 +49,7 @@ pub fn manifest(cfg: &SlackConfig) -> Value {
             "slash_commands": [command],
         },
         "oauth_config": {
-            "scopes": { "bot": ["chat:write", "commands", "app_mentions:read", "channels:history", "groups:history", "users:read", "users:read.email"] }
+            "scopes": { "bot": SCOPES }
         },
         "settings": {
             "event_subscriptions": events,
@@ -47,4 +59,24 @@ pub fn manifest(cfg: &SlackConfig) -> Value {
             "token_rotation_enabled": false,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_exactly_those_used() {
+        let m = manifest(&SlackConfig::default());
+        assert_eq!(
+            m["oauth_config"]["scopes"]["bot"],
+            json!([
+                "chat:write",
+                "commands",
+                "app_mentions:read",
+                "channels:history",
+                "groups:history"
+            ])
+        );
+    }
 }

@@ -170,6 +170,40 @@ impl SlackChannel {
         Ok(format!("{}:{}", resp.channel, resp.ts))
     }
 
+    /// A message only `user` sees (refusals: never the whole channel).
+    async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+        thread_ts: Option<String>,
+    ) -> Result<(), DeliveryError> {
+        self.pace(channel).await;
+        let mut req = SlackApiChatPostEphemeralRequest::new(
+            SlackChannelId::new(channel.to_string()),
+            SlackUserId::new(user.to_string()),
+            SlackMessageContent::new().with_text(text.to_string()),
+        );
+        if let Some(ts) = thread_ts {
+            req = req.with_thread_ts(SlackTs::new(ts));
+        }
+        let session = self.client.open_session(&self.token);
+        session.chat_post_ephemeral(&req).await.map_err(map_error)?;
+        Ok(())
+    }
+
+    /// Checks the bot token with `auth.test`, so a bad token is found at
+    /// startup rather than when the first notification is lost.
+    pub async fn check_token(&self) -> Result<String, DeliveryError> {
+        let session = self.client.open_session(&self.token);
+        let r = session.auth_test().await.map_err(map_error)?;
+        Ok(format!(
+            "{} in team {}",
+            r.user.unwrap_or_else(|| r.user_id.to_string()),
+            r.team
+        ))
+    }
+
     async fn update(
         &self,
         thread: &str,
@@ -353,7 +387,15 @@ impl Channel for SlackChannel {
                     ));
                 }
                 let ts = slack["thread_ts"].as_str().map(str::to_string);
-                self.post(&channel, message.body.trim(), None, ts).await?;
+                match slack["ephemeral_user"].as_str() {
+                    Some(user) => {
+                        self.post_ephemeral(&channel, user, message.body.trim(), ts)
+                            .await?
+                    }
+                    None => {
+                        self.post(&channel, message.body.trim(), None, ts).await?;
+                    }
+                }
                 Ok(Delivered::default())
             }
         }
