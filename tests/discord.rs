@@ -112,7 +112,7 @@ async fn embed_click_over_gateway_runs_the_action_edits_and_replies_in_thread() 
         .is_some_and(|n| n.starts_with("qmoi-") && n.len() <= 25));
     let e = &b["embeds"][0];
     assert_eq!(e["author"]["name"], "QMOI (AI Developer)");
-    assert_eq!(e["title"], "#1 Fix proposed on gitlab");
+    assert_eq!(e["title"], "#1 Approve fix? Pin serde to 1\\.0\\.200");
     assert_eq!(e["footer"]["text"], "— QMOI (AI Developer) · qmoi #1");
     let field = |name: &str| {
         e["fields"]
@@ -121,9 +121,13 @@ async fn embed_click_over_gateway_runs_the_action_edits_and_replies_in_thread() 
             .map(|x| x["value"].clone())
             .unwrap_or(Value::Null)
     };
-    assert_eq!(field("Platform"), "gitlab");
     assert_eq!(field("Project"), "gitlab\\-org/gitlab\\-test");
-    assert_eq!(field("Job"), "test \\(\\#1977, stage test\\)");
+    assert_eq!(field("Fixes job"), "test \\(\\#1977, stage test\\)");
+    assert_eq!(
+        field("Pipeline"),
+        Value::Null,
+        "a fix has no pipeline field"
+    );
     assert_eq!(
         field("Proposed fix"),
         "Pin serde to 1\\.0\\.200\nThe test broke when serde 1\\.0\\.201 changed Debug output\\."
@@ -198,7 +202,7 @@ async fn embed_click_over_gateway_runs_the_action_edits_and_replies_in_thread() 
         .unwrap_or_default()
         .to_string();
     assert!(
-        decision.starts_with("approve by alice via discord at "),
+        decision.starts_with("✅ Fix approved by alice via discord at "),
         "{decision}"
     );
 
@@ -218,11 +222,11 @@ async fn embed_click_over_gateway_runs_the_action_edits_and_replies_in_thread() 
     let report = d.calls(&thread_post).remove(0).body;
     let content = report["content"].as_str().unwrap_or_default();
     assert!(
-        content.starts_with("**approve** by alice via discord at "),
+        content.starts_with("✅ Fix approved by **alice** via discord · <t:"),
         "{content}"
     );
     assert!(
-        content.ends_with(": done. merged\n— QMOI (AI Developer)") || content.contains("done."),
+        content.ends_with("\n— QMOI \\(AI Developer\\)") && content.contains("merged"),
         "{content}"
     );
     assert!(

@@ -141,9 +141,13 @@ async fn notification_buttons_click_update_and_thread() {
             .any(|f| f.starts_with("*Merge request*\n") && f.contains("!45")),
         "{fields:?}"
     );
-    assert!(
-        blocks.iter().all(|b| b["type"] != "rich_text"),
-        "a fix has no error excerpt: {blocks:?}"
+    let excerpt = blocks
+        .iter()
+        .find(|b| b["type"] == "rich_text")
+        .expect("the failure's log, sent with the fix");
+    assert_eq!(
+        excerpt["elements"][1]["elements"][0]["text"], "assertion `left == right` failed",
+        "verbatim in rich_text_preformatted"
     );
     assert!(
         blocks.iter().any(|b| b["text"]["text"]

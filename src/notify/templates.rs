@@ -118,12 +118,14 @@ fn environment(medium: Medium) -> Environment<'static> {
             })
         },
     );
-    // `{{ date(unix_ts) }}`: each Slack reader's own time zone; UTC text
-    // elsewhere.
+    // `{{ date(unix_ts) }}`: each Slack or Discord reader's own time zone;
+    // UTC text elsewhere.
     env.add_function("date", move |ts: Option<i64>| {
         let at = chrono::DateTime::from_timestamp(ts.unwrap_or(0), 0).unwrap_or_default();
         Value::from_safe_string(match medium {
             Medium::SlackMrkdwn => render::markup::slack_date(at),
+            // Discord shows `<t:…:f>` in each reader's own time zone.
+            Medium::Discord => format!("<t:{}:f>", at.timestamp()),
             _ => at.format("%Y-%m-%d %H:%M UTC").to_string(),
         })
     });

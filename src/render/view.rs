@@ -373,9 +373,16 @@ impl View {
                 project: e.project.path.clone(),
                 url: present(&e.url),
                 fields: fields_for(e),
-                excerpt: failure.then(|| {
-                    present(&e.error_excerpt).unwrap_or_else(|| "(no log excerpt was sent)".into())
-                }),
+                // A failure always has a log (said when missing); a fix shows
+                // the failure's log when the fixer sent it; a forge has none.
+                excerpt: match e.kind {
+                    _ if failure => Some(
+                        present(&e.error_excerpt)
+                            .unwrap_or_else(|| "(no log excerpt was sent)".into()),
+                    ),
+                    EventKind::FixProposed => present(&e.error_excerpt),
+                    _ => None,
+                },
                 summary: present(&e.summary),
                 fix,
                 occurrences: n.occurrences,

@@ -116,7 +116,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What a person is told: qmoi's reply, without internal identifiers in a
 /// denial, escaped for Discord and signed.
 pub fn public_text(reply: &Reply) -> String {
-    let text = if reply.status == CommandStatus::Denied && reply.text.contains(" identity '") {
+    let text = if reply.status == CommandStatus::Denied
+        && reply.text.starts_with("I don't know who you are")
+    {
         "I don't know who you are on Discord, so I can't run that. Ask the master to add your Discord account (or one of your roles) to qmoi's people."
             .to_string()
     } else {
