@@ -87,6 +87,7 @@ impl Running {
                 server.abort();
             }
         }
+        self.notifier.stop().await;
         for t in &self.tasks {
             t.abort();
         }
@@ -111,8 +112,9 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
     start_with_clock(config, console_io, SystemClock::shared()).await
 }
 
-/// Builds and starts everything; timers that tests need to move (the
-/// reconciliation backoff) read `clock`.
+/// Builds and starts everything, reading time from `clock` (tests pass a
+/// [`crate::clock::ManualClock`]): delivery retries, fallback and question
+/// timers, and the reconciliation backoff.
 pub async fn start_with_clock(
     config: Config,
     console_io: Option<ConsoleIo>,
@@ -134,12 +136,17 @@ pub async fn start_with_clock(
     let directory = Arc::new(Directory::new(&config.people));
     let metrics = Arc::new(Metrics::new());
 
-    let notifier = Arc::new(Notifier::new(
-        store.clone(),
-        templates.clone(),
-        registry.clone(),
-        config.notify.clone(),
-    ));
+    let notifier = Arc::new(
+        Notifier::new(
+            store.clone(),
+            templates.clone(),
+            registry.clone(),
+            config.notify.clone(),
+        )
+        .with_clock(clock.clone())
+        .with_metrics(metrics.clone())
+        .with_people(config.people.clone()),
+    );
     let mut console_listener = None;
     if config.console.enabled {
         if let Some(io) = console_io {
@@ -148,23 +155,26 @@ pub async fn start_with_clock(
         }
     }
 
-    let email_tokens =
-        if config.notify.channels.iter().any(|c| c == email::NAME) && config.email.usable() {
-            Some(
-                email::register(&config, &store, &notifier, templates.clone())
-                    .context("configuring the email channel")?,
-            )
-        } else {
-            None
-        };
+    // A channel runs when notifications or fallback copies go to it.
+    let wanted = |name: &str| {
+        config.notify.channels.iter().any(|c| c == name)
+            || config.notify.fallback.iter().any(|c| c == name)
+    };
+    let email_tokens = if wanted(email::NAME) && config.email.usable() {
+        Some(
+            email::register(&config, &store, &notifier, templates.clone())
+                .context("configuring the email channel")?,
+        )
+    } else {
+        None
+    };
 
-    let slack_on = config.notify.channels.iter().any(|c| c == slack::NAME) && config.slack.usable();
+    let slack_on = wanted(slack::NAME) && config.slack.usable();
     if slack_on {
         slack::register(&config, &notifier).context("configuring the Slack channel")?;
     }
 
-    let discord_on =
-        config.notify.channels.iter().any(|c| c == discord::NAME) && config.discord.usable();
+    let discord_on = wanted(discord::NAME) && config.discord.usable();
     let discord = discord_on.then(|| {
         discord::register(
             &config,
@@ -309,6 +319,10 @@ pub async fn start_with_clock(
     }
 
     let mut warnings = config.warnings();
+    for (key, p) in crate::notify::deliverability_problems(&config) {
+        tracing::error!("{key}: {p}");
+        warnings.push(format!("{key}: {p}"));
+    }
     for ch in notifier.missing_channels() {
         warnings.push(format!("notify.channels lists '{ch}', but that channel is not running; its messages wait in the outbox"));
     }

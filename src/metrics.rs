@@ -7,11 +7,17 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 use std::time::Duration;
 
 type Labels = Vec<(String, String)>;
+
+/// Refreshes gauges that are read from the memory (outbox depth and age)
+/// just before they are rendered.
+pub type Probe = Box<dyn Fn(&Metrics) + Send + Sync>;
 
 /// The process's metrics.
 pub struct Metrics {
@@ -21,6 +27,54 @@ pub struct Metrics {
     notifications: Family<Labels, Counter>,
     webhooks_rejected: Family<Labels, Counter>,
     ack_seconds: Histogram,
+    delivery: DeliveryMetrics,
+    probe: Mutex<Option<Probe>>,
+}
+
+/// What the delivery side counts.
+#[derive(Default)]
+struct DeliveryMetrics {
+    deliveries: Family<Labels, Counter>,
+    fallbacks: Family<Labels, Counter>,
+    chases: Family<Labels, Counter>,
+    broken: Family<Labels, Gauge>,
+    depth: Family<Labels, Gauge>,
+    oldest: Family<Labels, Gauge>,
+}
+
+impl DeliveryMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "deliveries",
+            "Delivery attempts, by channel and result (sent, retry, refused, failed, broken)",
+            self.deliveries.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Messages copied to a fallback channel, by primary and fallback",
+            self.fallbacks.clone(),
+        );
+        registry.register(
+            "question_chases",
+            "Reminders, escalations and expiries of open questions",
+            self.chases.clone(),
+        );
+        registry.register(
+            "channel_broken",
+            "1 while a channel cannot deliver (bad token, missing channel)",
+            self.broken.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Undelivered messages in the outbox, by channel",
+            self.depth.clone(),
+        );
+        registry.register(
+            "outbox_oldest_undelivered_seconds",
+            "Age of the oldest undelivered message, by channel",
+            self.oldest.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -61,6 +115,8 @@ impl Metrics {
             "Time from receiving a command to its durable acknowledgement",
             ack_seconds.clone(),
         );
+        let delivery = DeliveryMetrics::default();
+        delivery.register(&mut registry);
         Metrics {
             registry,
             events,
@@ -68,7 +124,65 @@ impl Metrics {
             notifications,
             webhooks_rejected,
             ack_seconds,
+            delivery,
+            probe: Mutex::new(None),
         }
+    }
+
+    /// Counts a delivery attempt's result on a channel.
+    pub fn delivery(&self, channel: &str, result: &str) {
+        self.delivery
+            .deliveries
+            .get_or_create(&vec![
+                ("channel".into(), channel.into()),
+                ("result".into(), result.into()),
+            ])
+            .inc();
+    }
+
+    /// Counts a fallback copy.
+    pub fn fallback(&self, from: &str, to: &str) {
+        self.delivery
+            .fallbacks
+            .get_or_create(&vec![
+                ("from".into(), from.into()),
+                ("to".into(), to.into()),
+            ])
+            .inc();
+    }
+
+    /// Counts a reminder, escalation or expiry (`what`).
+    pub fn chase(&self, what: &str) {
+        self.delivery
+            .chases
+            .get_or_create(&vec![("kind".into(), what.into())])
+            .inc();
+    }
+
+    /// Sets whether `channel` is broken.
+    pub fn channel_broken(&self, channel: &str, broken: bool) {
+        self.delivery
+            .broken
+            .get_or_create(&vec![("channel".into(), channel.into())])
+            .set(i64::from(broken));
+    }
+
+    /// Sets a channel's outbox depth and oldest undelivered age.
+    pub fn outbox(&self, channel: &str, depth: u64, oldest_secs: u64) {
+        let l = vec![("channel".into(), channel.into())];
+        self.delivery
+            .depth
+            .get_or_create(&l)
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.delivery
+            .oldest
+            .get_or_create(&l)
+            .set(i64::try_from(oldest_secs).unwrap_or(i64::MAX));
+    }
+
+    /// Installs the probe run before every render.
+    pub fn set_probe(&self, probe: Probe) {
+        *self.probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
     }
 
     /// Counts an event.
@@ -112,6 +226,14 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
+        if let Some(probe) = self
+            .probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            probe(self);
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

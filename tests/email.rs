@@ -6,12 +6,12 @@
 mod support;
 
 use qmoi::channels::email::token::Tokens;
-use qmoi::config::{Config, EmailConfig, Secret, Security};
+use qmoi::config::{Config, EmailConfig, Secret};
 use qmoi::store::AuditRecord;
 use serde_json::json;
 use std::time::Duration;
 use support::gitlab::GitLabServer;
-use support::mail::{client_reply, header, text_body, MailServer, DOMAIN};
+use support::mail::{client_reply, header, text_body, MailServer};
 use support::*;
 
 const TOKEN_SECRET: &str = "email-token-secret-for-tests";
@@ -34,19 +34,6 @@ fn email_config(
     c.notify.channels = vec!["email".into()];
     c.console.enabled = false;
     c.email = EmailConfig {
-        address: format!("bot@{DOMAIN}"),
-        smtp_host: "127.0.0.1".into(),
-        smtp_port: mail.port("submission"),
-        smtp_security: Security::Starttls,
-        smtp_username: format!("bot@{DOMAIN}"),
-        smtp_password: Some(Secret::new("botpw")),
-        imap_host: "127.0.0.1".into(),
-        imap_port: mail.port("imaps"),
-        imap_security: Security::Tls,
-        imap_username: format!("bot@{DOMAIN}"),
-        imap_password: Some(Secret::new("botpw")),
-        ca_file: Some(mail.ca.clone()),
-        token_secret: Some(Secret::new(TOKEN_SECRET)),
         trusted_mta: if mta {
             "mail.qmoi.test".into()
         } else {
@@ -57,7 +44,7 @@ fn email_config(
         } else {
             vec!["mx.qmoi.test".into()]
         },
-        ..EmailConfig::default()
+        ..mail.bot_config(TOKEN_SECRET)
     };
     c.people = vec![
         person(

@@ -322,10 +322,33 @@ pub struct NotifyConfig {
     pub dedup_window_secs: u64,
     /// Channels every notification goes to (those that are enabled).
     pub channels: Vec<String>,
-    /// Delivery attempts per message before it is marked failed.
+    /// Optional cap on delivery attempts per message (0, the default: no
+    /// cap — the retry horizon decides when to give up).
     pub max_attempts: u32,
-    /// First retry delay; doubles on each attempt.
+    /// First retry delay; doubles on each attempt up to `retry_max_ms`,
+    /// with jitter.
     pub retry_base_ms: u64,
+    /// Longest wait between two attempts (the backoff's cap).
+    pub retry_max_ms: u64,
+    /// How long a message keeps being retried (counted from when it was
+    /// queued, across restarts) before it is marked failed.
+    pub retry_horizon_secs: u64,
+    /// Channels, in order, that receive a message when its delivery on a
+    /// `channels` channel failed or is still undelivered after
+    /// `fallback_after_secs`.
+    pub fallback: Vec<String>,
+    /// How long a message may stay undelivered before its fallback copy goes.
+    pub fallback_after_secs: u64,
+    /// An open question gets one reminder in its thread after this long
+    /// (0: no reminders).
+    pub remind_after_secs: u64,
+    /// An open question goes to `escalate_to` after this long (0: never).
+    pub escalate_after_secs: u64,
+    /// People (by name) who receive escalated questions on their channels.
+    pub escalate_to: Vec<String>,
+    /// Per event kind (`fix_proposed`, `job_failed`, …): seconds after which
+    /// an unanswered question expires with a final notice.
+    pub expire_after_secs: BTreeMap<String, u64>,
 }
 
 /// Engine settings.
@@ -456,8 +479,16 @@ impl Default for NotifyConfig {
         NotifyConfig {
             dedup_window_secs: 1800,
             channels: vec!["console".into()],
-            max_attempts: 5,
+            max_attempts: 0,
             retry_base_ms: 500,
+            retry_max_ms: 300_000,
+            retry_horizon_secs: 86_400,
+            fallback: Vec::new(),
+            fallback_after_secs: 120,
+            remind_after_secs: 3_600,
+            escalate_after_secs: 14_400,
+            escalate_to: Vec::new(),
+            expire_after_secs: BTreeMap::new(),
         }
     }
 }

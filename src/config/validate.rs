@@ -112,6 +112,7 @@ pub const CHECKS: &[Check] = &[
     people,
     identities,
     notify_channels,
+    notify_delivery,
     email_section,
     gitlab_section,
     github_section,
@@ -328,6 +329,13 @@ fn notify_channels(input: &Input, f: &mut Findings) {
                 ),
             );
         }
+    }
+}
+
+/// Fallback channels and escalation names (issue #9's keys).
+fn notify_delivery(input: &Input, f: &mut Findings) {
+    for (key, message) in crate::notify::deliverability_problems(input.config) {
+        f.error(key, message);
     }
 }
 

@@ -1,27 +1,47 @@
 //! From notification to people: templates → outbox → channel adapters.
 //!
-//! The notifier renders a message for every enabled channel, writes it to the
-//! outbox in sled (so a crash between "decided" and "told" loses nothing),
-//! and a worker delivers the outbox through the [`Channel`] adapters with
-//! retries and backoff. Every attempt lands in the delivery log, which is what
-//! fallback logic and operators read. Channels only see rendered
+//! The notifier renders a message for every enabled channel and writes it to
+//! the outbox in sled (so a crash between "decided" and "told" loses nothing).
+//! Delivery is split by concern:
+//!
+//! - [`worker`]: one worker per channel — its own queue, pacing and backoff,
+//!   so a slow or failing channel never delays another;
+//! - [`outbox`]: retry horizon and backoff, and the delivery state per
+//!   message per channel that the API and metrics show;
+//! - [`limits`]: platform rate-limit windows (`Retry-After`) in their scope;
+//! - [`degraded`]: the short form sent when a platform refuses the full one;
+//! - [`health`]: startup checks and channels that cannot deliver (loud);
+//! - [`fallback`]: copies to `notify.fallback` channels, annotated;
+//! - [`timers`]: reminders, escalation and expiry of open questions.
+//!
+//! Every attempt lands in the delivery log. Channels only see rendered
 //! [`Outgoing`] messages; they never learn what an action is.
 
+pub mod degraded;
+pub mod fallback;
+pub mod health;
+pub mod limits;
+pub mod outbox;
 mod templates;
+pub mod timers;
+pub mod worker;
 
+pub use health::{deliverability_problems, Health};
+pub use limits::RateLimits;
 pub use templates::{TemplateError, Templates};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::command::Registry;
-use crate::config::NotifyConfig;
+use crate::config::{NotifyConfig, PersonConfig};
+use crate::metrics::Metrics;
 use crate::render::View;
 use crate::store::{
-    seq_key, trees, Answer, AuditEntry, Decision, DeliveryLogEntry, MessageKind, Notification,
-    OutboxItem, OutboxStatus, Outgoing, Store, StoreError, ThreadRef,
+    seq_key, trees, Answer, Decision, MessageKind, Notification, OutboxItem, OutboxStatus,
+    Outgoing, Store, StoreError, ThreadRef,
 };
 use async_trait::async_trait;
-use chrono::{Duration as ChronoDuration, Utc};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -39,7 +59,9 @@ pub struct Delivered {
 /// Why a delivery failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DeliveryError {
-    /// Worth trying again (network, 5xx, 429).
+    /// Worth trying again (network, 5xx, 429). Without `retry_after` the
+    /// whole channel backs off (the service is likely down); with it, only
+    /// this message waits (the adapter holds the rate-limit scope itself).
     #[error("{reason}")]
     Retryable {
         /// What went wrong.
@@ -47,9 +69,33 @@ pub enum DeliveryError {
         /// The platform's requested wait (Retry-After).
         retry_after: Option<Duration>,
     },
-    /// Trying again will not help (bad token, unknown channel).
+    /// Not attempted: a rate-limit window the platform opened for this
+    /// call's scope (a Slack method, a Discord bucket) is still open. Not
+    /// counted as an attempt.
+    #[error("waiting out the rate limit of {scope}")]
+    Held {
+        /// The scope, e.g. `chat.postMessage`.
+        scope: String,
+        /// How long the window stays open.
+        retry_after: Duration,
+    },
+    /// The platform refused this message's content (invalid, too large): a
+    /// degraded, shorter form is rendered and sent instead.
+    #[error("{0}")]
+    Refused(String),
+    /// This message can never be delivered here (a bad address); the
+    /// channel itself works.
     #[error("{0}")]
     Permanent(String),
+    /// Nothing can be delivered on this channel until an operator fixes it
+    /// (bad token, missing channel, revoked permission).
+    #[error("{reason}")]
+    Broken {
+        /// What the platform said.
+        reason: String,
+        /// What the operator should change.
+        fix: String,
+    },
 }
 
 /// An outbound channel adapter. Implementations turn an [`Outgoing`]
@@ -79,6 +125,13 @@ pub trait Channel: Send + Sync {
     fn edits_messages(&self) -> bool {
         false
     }
+
+    /// A startup check that the channel can deliver at all (Slack
+    /// `auth.test`, an SMTP login). `Broken` makes the channel loud and sends
+    /// its messages to the fallback; the default has nothing to check.
+    async fn check(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
 }
 
 /// The outcome of a decision, for reporting to every thread.
@@ -97,7 +150,16 @@ pub struct Notifier {
     registry: Arc<Registry>,
     config: NotifyConfig,
     channels: RwLock<BTreeMap<String, Arc<dyn Channel>>>,
-    wake: Notify,
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    registered: Notify,
+    timers_wake: Notify,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When the timers loop wakes next (`None`: now, or not yet asleep).
+    timers_next: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    health: Health,
+    people: Vec<PersonConfig>,
 }
 
 impl Notifier {
@@ -114,15 +176,64 @@ impl Notifier {
             registry,
             config,
             channels: RwLock::new(BTreeMap::new()),
-            wake: Notify::new(),
+            wakers: Mutex::new(HashMap::new()),
+            registered: Notify::new(),
+            timers_wake: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+            timers_next: Mutex::new(None),
+            clock: SystemClock::shared(),
+            metrics: Arc::new(Metrics::new()),
+            health: Health::default(),
+            people: Vec::new(),
         }
     }
 
+    /// Reads time (retries, fallback, reminders) from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Counts deliveries, fallbacks and reminders in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The people escalations can reach (`notify.escalate_to` names them).
+    pub fn with_people(mut self, people: Vec<PersonConfig>) -> Self {
+        self.people = people;
+        self
+    }
+
     /// Adds a channel adapter. Only registered channels listed in
-    /// `notify.channels` receive notifications.
+    /// `notify.channels` receive notifications; each gets its own worker.
     pub fn register(&self, channel: Arc<dyn Channel>) {
-        let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(channel.name().to_string(), channel);
+        let name = channel.name().to_string();
+        {
+            let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
+            map.insert(name.clone(), channel);
+        }
+        self.waker(&name);
+        self.registered.notify_one();
+    }
+
+    /// Channel health: which channels cannot deliver, since when, why.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn waker(&self, channel: &str) -> Arc<Notify> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        wakers
+            .entry(channel.to_string())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    fn registered_names(&self) -> Vec<String> {
+        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
     }
 
     /// Channels that will receive notifications.
@@ -183,13 +294,29 @@ impl Notifier {
         answers: Vec<Answer>,
         ctx: &serde_json::Value,
     ) -> Result<u64, NotifyError> {
+        let message = self.render_message(channel, n, kind, template, thread, answers, ctx)?;
+        self.enqueue(channel, message)
+    }
+
+    /// Renders `template` and the subject for `channel` into a message.
+    #[allow(clippy::too_many_arguments)]
+    fn render_message(
+        &self,
+        channel: &str,
+        n: &Notification,
+        kind: MessageKind,
+        template: &str,
+        thread: Option<String>,
+        answers: Vec<Answer>,
+        ctx: &serde_json::Value,
+    ) -> Result<Outgoing, NotifyError> {
         let body = self.templates.render(channel, template, ctx)?;
         let subject = self
             .templates
             .render(channel, "subject", ctx)?
             .trim()
             .to_string();
-        let message = Outgoing {
+        Ok(Outgoing {
             notification: Some(n.id),
             kind,
             thread,
@@ -197,8 +324,7 @@ impl Notifier {
             body,
             answers,
             data: ctx.clone(),
-        };
-        self.enqueue(channel, message)
+        })
     }
 
     fn thread_on(n: &Notification, channel: &str) -> Option<String> {
@@ -225,6 +351,13 @@ impl Notifier {
             None => (MessageKind::Notification, "notification"),
         };
         let channels = self.active_channels();
+        if update.is_none() && !answers.is_empty() {
+            let now = self.clock.now();
+            timers::ask(&self.store, n.id, now)?;
+            if let Some(first) = timers::first_deadline(&self.config, n, now) {
+                self.timer_due(first);
+            }
+        }
         for channel in &channels {
             self.render_and_enqueue(
                 channel,
@@ -338,233 +471,56 @@ impl Notifier {
     }
 
     fn enqueue(&self, channel: &str, message: Outgoing) -> Result<u64, NotifyError> {
-        let id = self.store.next_seq("outbox")?;
-        let item = OutboxItem {
-            id,
+        let item = self.new_item(channel, message)?;
+        self.store.put(trees::OUTBOX, &seq_key(item.id), &item)?;
+        outbox::record_state(&self.store, &item, self.clock.now())?;
+        if !self.config.fallback.is_empty() {
+            self.timer_due(fallback::due_at(
+                item.created_at,
+                self.config.fallback_after_secs,
+            ));
+        }
+        Ok(item.id)
+    }
+
+    /// A fresh outbox item (not yet written).
+    fn new_item(&self, channel: &str, message: Outgoing) -> Result<OutboxItem, NotifyError> {
+        let now = self.clock.now();
+        Ok(OutboxItem {
+            id: self.store.next_seq("outbox")?,
             channel: channel.to_string(),
             message,
             attempts: 0,
-            next_attempt_at: Utc::now(),
+            next_attempt_at: now,
             status: OutboxStatus::Pending,
             last_error: None,
-            created_at: Utc::now(),
-        };
-        self.store.put(trees::OUTBOX, &seq_key(id), &item)?;
-        Ok(id)
-    }
-
-    /// Wakes the delivery worker (after queueing and making it durable).
-    pub fn kick(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Delivers due outbox items until the process stops.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            if let Err(e) = self.deliver_due().await {
-                tracing::error!(error = %e, "outbox delivery pass failed");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(500), self.wake.notified()).await;
-        }
-    }
-
-    /// One pass over the outbox: each channel's due items, in order, with
-    /// channels in parallel. Returns how many were attempted.
-    pub async fn deliver_due(&self) -> Result<usize, NotifyError> {
-        let now = Utc::now();
-        let items: Vec<OutboxItem> = self
-            .store
-            .all::<OutboxItem>(trees::OUTBOX)?
-            .into_iter()
-            .map(|(_, i)| i)
-            .filter(|i| i.status == OutboxStatus::Pending)
-            .collect();
-        // Nothing is shown to anyone before it is durable: a notification
-        // number a person has seen is never reassigned after a crash.
-        if !items.is_empty() {
-            self.store.durable().await?;
-        }
-        let mut by_channel: HashMap<String, Vec<OutboxItem>> = HashMap::new();
-        for item in items {
-            by_channel
-                .entry(item.channel.clone())
-                .or_default()
-                .push(item);
-        }
-        let mut tasks = Vec::new();
-        for (channel, items) in by_channel {
-            let adapter = self.channel(&channel);
-            let store = self.store.clone();
-            let config = self.config.clone();
-            tasks.push(async move {
-                let items = group_burst(&store, adapter.as_deref(), items, now).await?;
-                let mut attempted = 0;
-                // Messages about one notification go out in order: a report
-                // waits for its notification to be delivered first.
-                let mut blocked: Vec<Option<u64>> = Vec::new();
-                for item in items {
-                    if item.message.notification.is_some()
-                        && blocked.contains(&item.message.notification)
-                    {
-                        continue;
-                    }
-                    if item.next_attempt_at > now {
-                        blocked.push(item.message.notification);
-                        continue;
-                    }
-                    attempted += 1;
-                    let ok = deliver_one(&store, &config, adapter.as_deref(), item.clone()).await?;
-                    if !ok {
-                        blocked.push(item.message.notification);
-                    }
-                }
-                Ok::<usize, NotifyError>(attempted)
-            });
-        }
-        let mut total = 0;
-        for r in futures::future::join_all(tasks).await {
-            total += r?;
-        }
-        if total > 0 {
-            self.store.durable().await?;
-        }
-        Ok(total)
-    }
-}
-
-/// Lets the channel thread a burst of new notifications; the chosen thread
-/// is written to each outbox item first, so a retry lands in the same place.
-async fn group_burst(
-    store: &Store,
-    adapter: Option<&dyn Channel>,
-    mut items: Vec<OutboxItem>,
-    now: chrono::DateTime<Utc>,
-) -> Result<Vec<OutboxItem>, NotifyError> {
-    let Some(adapter) = adapter else {
-        return Ok(items);
-    };
-    let fresh: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| {
-            i.message.kind == MessageKind::Notification
-                && i.message.thread.is_none()
-                && i.next_attempt_at <= now
+            created_at: now,
+            degraded: false,
+            fallback: None,
+            fallback_for: None,
         })
-        .map(|(n, _)| n)
-        .collect();
-    if fresh.len() < 2 {
-        return Ok(items);
     }
-    let burst: Vec<&Outgoing> = fresh.iter().map(|&n| &items[n].message).collect();
-    let threads = match adapter.group_burst(&burst).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(channel = adapter.name(), error = %e, "could not group a burst; posting one by one");
-            return Ok(items);
-        }
-    };
-    for (&n, thread) in fresh.iter().zip(threads) {
-        if let Some(t) = thread {
-            items[n].message.thread = Some(t);
-            store.put(trees::OUTBOX, &seq_key(items[n].id), &items[n])?;
-        }
-    }
-    Ok(items)
-}
 
-async fn deliver_one(
-    store: &Store,
-    config: &NotifyConfig,
-    adapter: Option<&dyn Channel>,
-    mut item: OutboxItem,
-) -> Result<bool, NotifyError> {
-    item.attempts += 1;
-    if item.message.thread.is_none() && item.message.kind != MessageKind::Notification {
-        if let Some(nid) = item.message.notification {
-            item.message.thread = store
-                .notification(nid)?
-                .and_then(|n| n.threads.into_iter().find(|t| t.channel == item.channel))
-                .map(|t| t.thread);
+    /// Wakes every delivery worker and the timers (after queueing and
+    /// making it durable).
+    pub fn kick(&self) {
+        let wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        for w in wakers.values() {
+            w.notify_one();
         }
     }
-    let result = match adapter {
-        Some(ch) => ch.deliver(item.id, &item.message).await,
-        None => Err(DeliveryError::Permanent(format!(
-            "channel '{}' is not running",
-            item.channel
-        ))),
-    };
-    let (ok, detail) = match &result {
-        Ok(d) => (true, d.thread.clone().unwrap_or_default()),
-        Err(e) => (false, e.to_string()),
-    };
-    let log_id = store.next_seq("delivery_log")?;
-    store.put(
-        trees::DELIVERY_LOG,
-        &seq_key(log_id),
-        &DeliveryLogEntry {
-            outbox_id: item.id,
-            channel: item.channel.clone(),
-            notification: item.message.notification,
-            attempt: item.attempts,
-            ok,
-            detail: detail.clone(),
-            at: Utc::now(),
-        },
-    )?;
-    match result {
-        Ok(delivered) => {
-            if let (Some(nid), Some(thread), MessageKind::Notification) = (
-                item.message.notification,
-                delivered.thread,
-                item.message.kind,
-            ) {
-                store.link_thread(&item.channel, &thread, nid)?;
-            }
-            item.status = OutboxStatus::Sent;
-            item.last_error = None;
-            store.remove(trees::OUTBOX, &seq_key(item.id))?;
-            Ok(true)
+
+    /// Wakes the timers loop if `at` comes before its next wake-up.
+    fn timer_due(&self, at: chrono::DateTime<chrono::Utc>) {
+        let next = *self.timers_next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.is_none_or(|n| at < n) {
+            self.timers_wake.notify_one();
         }
-        Err(e) => {
-            let (retry_after, permanent) = match &e {
-                DeliveryError::Retryable { retry_after, .. } => (*retry_after, false),
-                DeliveryError::Permanent(_) => (None, true),
-            };
-            item.last_error = Some(e.to_string());
-            if permanent || item.attempts >= config.max_attempts {
-                item.status = OutboxStatus::Failed;
-                store.audit(
-                    AuditEntry::new(
-                        "delivery.failed",
-                        item.message
-                            .notification
-                            .map(|n| format!("#{n}"))
-                            .unwrap_or_default(),
-                        format!("{} after {} attempt(s): {e}", item.channel, item.attempts),
-                    )
-                    .by(None, Some(&item.channel)),
-                )?;
-                tracing::warn!(channel = %item.channel, attempts = item.attempts, error = %e, "delivery gave up");
-            } else {
-                let backoff = config
-                    .retry_base_ms
-                    .saturating_mul(1 << (item.attempts - 1).min(16));
-                let wait = retry_after.unwrap_or(Duration::from_millis(backoff));
-                item.next_attempt_at = Utc::now()
-                    + ChronoDuration::from_std(wait).unwrap_or(ChronoDuration::seconds(1));
-                tracing::info!(channel = %item.channel, attempt = item.attempts, error = %e, "delivery failed; will retry");
-            }
-            if item.status == OutboxStatus::Failed {
-                // Kept for operators, out of the worker's way.
-                store.put(trees::OUTBOX_FAILED, &seq_key(item.id), &item)?;
-                store.remove(trees::OUTBOX, &seq_key(item.id))?;
-            } else {
-                store.put(trees::OUTBOX, &seq_key(item.id), &item)?;
-            }
-            Ok(false)
-        }
+    }
+
+    /// The clock every delivery timer reads.
+    pub fn clock(&self) -> SharedClock {
+        self.clock.clone()
     }
 }
 

@@ -604,6 +604,9 @@ mod tests {
                 status: OutboxStatus::Pending,
                 last_error: None,
                 created_at: Utc::now(),
+                degraded: false,
+                fallback: None,
+                fallback_for: None,
             };
             s.put(trees::OUTBOX, &seq_key(id), &item).expect("outbox");
         }

@@ -540,6 +540,77 @@ pub(crate) fn thread_key(channel: &str, thread: &str) -> Vec<u8> {
     k
 }
 
+/// Writes to several trees that must land together (an outbox item and the
+/// mark that it was queued): after a crash, all of them are there or none.
+#[derive(Debug, Default)]
+pub struct Writes {
+    ops: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Writes {
+    /// Adds a JSON record write.
+    pub fn put<T: Serialize>(
+        &mut self,
+        tree: &str,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.ops.push((
+            tree.to_string(),
+            key.to_vec(),
+            Some(encode(tree, key, value)?),
+        ));
+        Ok(())
+    }
+
+    /// Adds a removal.
+    pub fn remove(&mut self, tree: &str, key: &[u8]) {
+        self.ops.push((tree.to_string(), key.to_vec(), None));
+    }
+}
+
+impl Store {
+    /// Applies `writes` in one sled transaction across their trees.
+    pub fn commit(&self, writes: Writes) -> Result<(), StoreError> {
+        use sled::transaction::{TransactionError, Transactional};
+        let mut names: Vec<String> = writes.ops.iter().map(|o| o.0.clone()).collect();
+        names.sort();
+        names.dedup();
+        let trees: Vec<sled::Tree> = names
+            .iter()
+            .map(|n| self.tree(n))
+            .collect::<Result<_, _>>()?;
+        let index = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
+        // Index entries first (stale ones are pruned on read), as `put` does.
+        for (tree, key, value) in &writes.ops {
+            self.index_before(tree, key, value.as_deref())?;
+        }
+        let result = trees.as_slice().transaction(|tx| {
+            let mut olds = Vec::with_capacity(writes.ops.len());
+            for (tree, key, value) in &writes.ops {
+                let t = &tx[index(tree)];
+                let old = match value {
+                    Some(v) => t.insert(key.as_slice(), v.as_slice())?,
+                    None => t.remove(key.as_slice())?,
+                };
+                olds.push(old);
+            }
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(olds)
+        });
+        let olds = match result {
+            Ok(olds) => olds,
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::Flush("transaction aborted".into()))
+            }
+        };
+        for ((tree, key, value), old) in writes.ops.iter().zip(olds) {
+            self.index_after(tree, key, old.as_deref(), value.as_deref())?;
+        }
+        Ok(())
+    }
+}
+
 fn encode<T: Serialize>(tree: &str, key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Codec {
         tree: tree.into(),

@@ -256,6 +256,31 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
+    /// The platform refused the full form; this is the degraded one.
+    #[serde(default)]
+    pub degraded: bool,
+    /// A fallback copy of this message went to another channel.
+    #[serde(default)]
+    pub fallback: Option<FallbackNote>,
+    /// This message is itself a fallback copy for a message on that channel.
+    #[serde(default)]
+    pub fallback_for: Option<FallbackNote>,
+}
+
+/// Why and where a message went to a fallback channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FallbackNote {
+    /// The other channel: the fallback (on the primary's item) or the
+    /// primary (on the copy).
+    pub channel: String,
+    /// The other side's outbox item.
+    pub outbox_id: u64,
+    /// Why: the primary's failure, in words.
+    pub reason: String,
+    /// When the primary started failing (or the message was queued).
+    pub since: DateTime<Utc>,
+    /// When the copy was queued.
+    pub at: DateTime<Utc>,
 }
 
 /// One delivery attempt, for operators and for fallback logic.

@@ -148,11 +148,19 @@ pub async fn get_notification(
         return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
     }
     match (state.store.notification(id), state.store.decisions_for(id)) {
-        (Ok(Some(n)), Ok(decisions)) => (
-            StatusCode::OK,
-            Json(json!({ "notification": n, "decisions": decisions })),
-        )
-            .into_response(),
+        (Ok(Some(n)), Ok(decisions)) => {
+            // Delivery state per message per channel (queued, retrying with
+            // the next attempt and last error, sent, failed, fallback).
+            let deliveries =
+                crate::notify::outbox::delivery_states(&state.store, id).unwrap_or_default();
+            (
+                StatusCode::OK,
+                Json(
+                    json!({ "notification": n, "decisions": decisions, "deliveries": deliveries }),
+                ),
+            )
+                .into_response()
+        }
         (Ok(None), _) => error(StatusCode::NOT_FOUND, &format!("no notification #{id}")),
         (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }

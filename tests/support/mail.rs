@@ -169,6 +169,83 @@ impl MailServer {
     }
 }
 
+impl MailServer {
+    /// qmoi's email settings for this server: bot@ on submission (STARTTLS)
+    /// and IMAPS, trusting the test CA.
+    pub fn bot_config(&self, token_secret: &str) -> qmoi::config::EmailConfig {
+        use qmoi::config::{EmailConfig, Secret, Security};
+        EmailConfig {
+            address: format!("bot@{DOMAIN}"),
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: self.port("submission"),
+            smtp_security: Security::Starttls,
+            smtp_username: format!("bot@{DOMAIN}"),
+            smtp_password: Some(Secret::new("botpw")),
+            imap_host: "127.0.0.1".into(),
+            imap_port: self.port("imaps"),
+            imap_security: Security::Tls,
+            imap_username: format!("bot@{DOMAIN}"),
+            imap_password: Some(Secret::new("botpw")),
+            ca_file: Some(self.ca.clone()),
+            token_secret: Some(Secret::new(token_secret)),
+            ..EmailConfig::default()
+        }
+    }
+
+    /// Stops Postfix (not Dovecot) by its master's PID, as an outage does:
+    /// SMTP ports refuse connections until [`MailServer::start_postfix`].
+    pub fn stop_postfix(&self) {
+        let pidfile = self.dir.path().join("postfix/queue/pid/master.pid");
+        let pid: String = std::fs::read_to_string(&pidfile)
+            .expect("postfix pid file")
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        let stat = format!("/proc/{pid}/stat");
+        for _ in 0..200 {
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim().chars().next()))
+                .flatten();
+            // Gone, or a zombie PID 1 has not reaped yet: stopped.
+            let port_closed =
+                std::net::TcpStream::connect(("127.0.0.1", self.port("submission"))).is_err();
+            if matches!(state, None | Some('Z')) && port_closed {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("postfix (pid {pid}) did not stop");
+    }
+
+    /// Starts Postfix again on the same ports and waits for submission.
+    pub fn start_postfix(&self) {
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("etc/postfix"))
+            .arg("start")
+            .output()
+            .expect("postfix start");
+        assert!(
+            out.status.success(),
+            "postfix start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port("submission"))).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("postfix did not come back");
+    }
+}
+
 impl Drop for MailServer {
     fn drop(&mut self) {
         let _ = Command::new("bash")

@@ -112,7 +112,8 @@ impl TestBot {
         Self::start_with_clock(config, qmoi::clock::SystemClock::shared()).await
     }
 
-    /// A bot whose timers (reconciliation backoff) read `clock`.
+    /// A bot whose timers (delivery, fallback, reminders, reconciliation
+    /// backoff) read `clock` (a `ManualClock` in tests).
     pub async fn start_with_clock(config: Config, clock: qmoi::clock::SharedClock) -> TestBot {
         // `QMOI_LOG=debug cargo test … -- --nocapture` shows qmoi's logs.
         if let Ok(filter) = std::env::var("QMOI_LOG") {

@@ -1,5 +1,5 @@
 //! A local Slack test server: the Web API methods qmoi uses
-//! (`chat.postMessage`, `chat.update`, `apps.connections.open`), a
+//! (`chat.postMessage`, `chat.update`, `auth.test`, `apps.connections.open`), a
 //! `response_url` endpoint and a Socket Mode WebSocket, as documented by
 //! Slack. Every request is recorded; faults (429 + Retry-After, API errors)
 //! can be injected.
@@ -31,6 +31,9 @@ struct Inner {
     responses: Vec<Value>,
     acks: Vec<Value>,
     faults: Vec<(String, u16, Option<u64>, String, usize)>,
+    random: Option<(String, u16, Option<u64>, f64)>,
+    rng: u64,
+    random_hits: usize,
     ts: u64,
     socket_tx: Option<mpsc::UnboundedSender<String>>,
 }
@@ -121,9 +124,30 @@ impl SlackServer {
         ));
     }
 
+    /// From now on a `fraction` of `method`'s calls (a reproducible
+    /// pseudo-random choice) answer `status` with `Retry-After`.
+    pub fn fail_randomly(
+        &self,
+        method: &str,
+        status: u16,
+        retry_after: Option<u64>,
+        fraction: f64,
+    ) {
+        let mut inner = self.inner.lock().expect("lock");
+        inner.random = Some((method.into(), status, retry_after, fraction));
+        inner.rng = 0x9E37_79B9_7F4A_7C15;
+    }
+
+    /// How many calls the random fault answered.
+    pub fn random_hits(&self) -> usize {
+        self.inner.lock().expect("lock").random_hits
+    }
+
     /// Forgets all injected faults.
     pub fn clear_faults(&self) {
-        self.inner.lock().expect("lock").faults.clear();
+        let mut inner = self.inner.lock().expect("lock");
+        inner.faults.clear();
+        inner.random = None;
     }
 
     /// Pushes an envelope to the connected Socket Mode client.
@@ -178,9 +202,23 @@ async fn api(
         auth,
         body: parsed.clone(),
     });
+    let mut fault = None;
     if let Some(f) = inner.faults.iter_mut().find(|f| f.0 == method && f.4 > 0) {
         f.4 -= 1;
-        let (status, retry, error) = (f.1, f.2, f.3.clone());
+        fault = Some((f.1, f.2, f.3.clone()));
+    } else if let Some((m, status, retry, fraction)) = inner.random.clone() {
+        // xorshift64: a reproducible "random" share of calls.
+        let mut x = inner.rng.max(1);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        inner.rng = x;
+        if m == method && (x % 10_000) as f64 / 10_000.0 < fraction {
+            inner.random_hits += 1;
+            fault = Some((status, retry, "ratelimited".to_string()));
+        }
+    }
+    if let Some((status, retry, error)) = fault {
         if status == 200 {
             return slack_json(json!({ "ok": false, "error": error }));
         }

@@ -191,16 +191,11 @@ impl EmailChannel {
             None => b.singlepart(SinglePart::plain(text.to_string())),
         }
         .map_err(|e| DeliveryError::Permanent(format!("building the message: {e}")))?;
-        self.transport.send(msg).await.map(|_| ()).map_err(|e| {
-            if e.is_permanent() {
-                DeliveryError::Permanent(format!("SMTP refused: {e}"))
-            } else {
-                DeliveryError::Retryable {
-                    reason: format!("SMTP: {e}"),
-                    retry_after: None,
-                }
-            }
-        })
+        self.transport
+            .send(msg)
+            .await
+            .map(|_| ())
+            .map_err(smtp_error)
     }
 
     fn answers_for(&self, message: &Outgoing) -> Vec<String> {
@@ -265,6 +260,17 @@ impl Channel for EmailChannel {
         NAME
     }
 
+    async fn check(&self) -> Result<(), DeliveryError> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DeliveryError::Retryable {
+                reason: "SMTP server did not answer NOOP".into(),
+                retry_after: None,
+            }),
+            Err(e) => Err(smtp_error(e)),
+        }
+    }
+
     async fn deliver(&self, id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         if message.kind == MessageKind::Reply {
             return self.deliver_reply(message).await;
@@ -276,15 +282,20 @@ impl Channel for EmailChannel {
         }
         let nid = message.notification.unwrap_or(0);
         let answers = self.answers_for(message);
-        let html = self
-            .templates
-            .render_file(
-                NAME,
-                &format!("{}.html", kind_name(message.kind)),
-                &message.data,
-            )
-            .transpose()
-            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        // The short form (after a "too large" refusal) goes as text only.
+        let degraded = message.data["degraded"].is_object();
+        let html = if degraded {
+            None
+        } else {
+            self.templates
+                .render_file(
+                    NAME,
+                    &format!("{}.html", kind_name(message.kind)),
+                    &message.data,
+                )
+                .transpose()
+                .map_err(|e| DeliveryError::Permanent(e.to_string()))?
+        };
         let decider = (message.data["d"]["via"].as_str() == Some(NAME)).then(|| {
             message.data["d"]["via_identity"]
                 .as_str()
@@ -340,6 +351,32 @@ impl Channel for EmailChannel {
             first_id.get_or_insert(message_id);
         }
         Ok(Delivered { thread: first_id })
+    }
+}
+
+/// SMTP replies sorted: 4xx and network errors are retried (the whole
+/// email worker backs off — one server, one scope), 530/534/535 mean the
+/// login is wrong (the channel is broken), 552 and 5.3.4 mean the message is
+/// too large (the short form goes), any other 5xx refuses this message only.
+fn smtp_error(e: lettre::transport::smtp::Error) -> DeliveryError {
+    let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+    if !e.is_permanent() {
+        return DeliveryError::Retryable {
+            reason: format!("SMTP: {e}"),
+            retry_after: None,
+        };
+    }
+    let text = e.to_string();
+    match code.as_str() {
+        "530" | "534" | "535" => DeliveryError::Broken {
+            reason: format!("SMTP login refused ({code})"),
+            fix: "check email.smtp_username and email.smtp_password (QMOI_EMAIL__SMTP_PASSWORD) and the server's AUTH settings".into(),
+        },
+        "552" => DeliveryError::Refused(format!("SMTP refused as too large: {text}")),
+        _ if text.contains("5.3.4") => {
+            DeliveryError::Refused(format!("SMTP refused as too large: {text}"))
+        }
+        _ => DeliveryError::Permanent(format!("SMTP refused: {text}")),
     }
 }
 

@@ -23,20 +23,12 @@ use tokio::task::JoinHandle;
 
 pub use outbound::{SetupError, SlackChannel, NAME};
 
-/// Registers the outbound channel.
-/// Registers the outbound channel and checks its token with `auth.test`
-/// in the background (a refused token is logged as an error at startup).
+/// Registers the outbound channel. Its token is checked with `auth.test`
+/// by the notifier's startup check (`Channel::check`): a refused token marks
+/// the channel broken, logged as an error naming the fix.
 pub fn register(config: &Config, notifier: &Notifier) -> Result<(), SetupError> {
-    let channel = Arc::new(SlackChannel::new(config.slack.clone())?);
-    notifier.register(channel.clone());
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move {
-            match channel.check_token().await {
-                Ok(who) => tracing::info!(bot = %who, "Slack bot token accepted (auth.test)"),
-                Err(e) => tracing::error!(error = %e, "Slack refused the bot token (auth.test): set QMOI_SLACK__BOT_TOKEN; notifications to Slack will fail"),
-            }
-        });
-    }
+    let channel = SlackChannel::new(config.slack.clone())?.with_clock(notifier.clock());
+    notifier.register(Arc::new(channel));
     Ok(())
 }
 

@@ -7,8 +7,9 @@
 //! `Retry-After` is honoured through the outbox's retry. Every failure lands
 //! in the delivery log with Slack's reason.
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::SlackConfig;
-use crate::notify::{Channel, Delivered, DeliveryError};
+use crate::notify::{Channel, Delivered, DeliveryError, RateLimits};
 use crate::render::{slack, View};
 use crate::store::{MessageKind, Outgoing};
 use async_trait::async_trait;
@@ -35,7 +36,11 @@ pub struct SlackChannel {
     token: SlackApiToken,
     cfg: SlackConfig,
     next_slot: Mutex<HashMap<String, Instant>>,
+    limits: RateLimits,
 }
+
+const POST: &str = "chat.postMessage";
+const UPDATE: &str = "chat.update";
 
 /// Why the channel could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +75,28 @@ impl SlackChannel {
             token: SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
             cfg,
             next_slot: Mutex::new(HashMap::new()),
+            limits: RateLimits::new(SystemClock::shared()),
         })
+    }
+
+    /// Reads rate-limit windows against `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.limits = RateLimits::new(clock);
+        self
+    }
+
+    /// Maps a Slack error for `method`; a 429 opens the method's window
+    /// (Slack limits per method per workspace).
+    fn failed(&self, method: &str, e: SlackClientError) -> DeliveryError {
+        let e = map_error(e);
+        if let DeliveryError::Retryable {
+            retry_after: Some(wait),
+            ..
+        } = &e
+        {
+            self.limits.hold(method, *wait);
+        }
+        e
     }
 
     /// The channel an event kind goes to.
@@ -155,6 +181,7 @@ impl SlackChannel {
         blocks: Option<Vec<SlackBlock>>,
         thread_ts: Option<String>,
     ) -> Result<String, DeliveryError> {
+        self.limits.check(&[POST])?;
         self.pace(channel).await;
         let mut content = SlackMessageContent::new().with_text(text.to_string());
         if let Some(b) = blocks {
@@ -166,7 +193,10 @@ impl SlackChannel {
             req = req.with_thread_ts(SlackTs::new(ts));
         }
         let session = self.client.open_session(&self.token);
-        let resp = session.chat_post_message(&req).await.map_err(map_error)?;
+        let resp = session
+            .chat_post_message(&req)
+            .await
+            .map_err(|e| self.failed(POST, e))?;
         Ok(format!("{}:{}", resp.channel, resp.ts))
     }
 
@@ -214,6 +244,7 @@ impl SlackChannel {
             DeliveryError::Permanent(format!("not a Slack message reference: {thread}"))
         })?;
         let (channel, ts) = (r.channel, r.ts);
+        self.limits.check(&[UPDATE])?;
         self.pace(channel).await;
         let content = SlackMessageContent::new()
             .with_text(text.to_string())
@@ -224,7 +255,10 @@ impl SlackChannel {
             SlackTs::new(ts.to_string()),
         );
         let session = self.client.open_session(&self.token);
-        session.chat_update(&req).await.map_err(map_error)?;
+        session
+            .chat_update(&req)
+            .await
+            .map_err(|e| self.failed(UPDATE, e))?;
         Ok(())
     }
 }
@@ -237,18 +271,27 @@ fn map_error(e: SlackClientError) -> DeliveryError {
             retry_after: r.retry_after.or(Some(Duration::from_secs(1))),
         },
         SlackClientError::ApiError(api) => {
+            // Nothing gets through until an operator fixes these: loud,
+            // and the fallback takes the messages.
+            match api.code.as_str() {
+                "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked"
+                | "token_expired" | "missing_scope" => {
+                    return DeliveryError::Broken {
+                        reason: api.code.clone(),
+                        fix: "set slack.bot_token (QMOI_SLACK__BOT_TOKEN) to a valid bot token with the chat:write scope".into(),
+                    }
+                }
+                "channel_not_found" | "not_in_channel" | "is_archived" => {
+                    return DeliveryError::Broken {
+                        reason: api.code.clone(),
+                        fix: "invite the qmoi app to the channel, or set slack.channel / slack.routes to one it is in".into(),
+                    }
+                }
+                _ => {}
+            }
             let permanent = matches!(
                 api.code.as_str(),
-                "invalid_auth"
-                    | "not_authed"
-                    | "account_inactive"
-                    | "token_revoked"
-                    | "channel_not_found"
-                    | "not_in_channel"
-                    | "is_archived"
-                    | "invalid_blocks"
-                    | "msg_too_long"
-                    | "missing_scope"
+                "invalid_blocks" | "msg_too_long" | "missing_scope"
             );
             let reason = format!("Slack refused: {}", api.code);
             if permanent {
@@ -320,7 +363,18 @@ impl Channel for SlackChannel {
         true
     }
 
+    async fn check(&self) -> Result<(), DeliveryError> {
+        self.check_token().await.map(|_| ())
+    }
+
     async fn deliver(&self, _id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+        // Inside a rate-limit window nothing is rendered or called.
+        let method = if message.kind == MessageKind::Update {
+            UPDATE
+        } else {
+            POST
+        };
+        self.limits.check(&[method])?;
         let kind = message.data["n"]["kind"].as_str().unwrap_or("");
         let no_channel = || DeliveryError::Permanent("no Slack channel: set slack.channel".into());
         match message.kind {
