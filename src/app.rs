@@ -17,6 +17,7 @@ use crate::forge::Forges;
 use crate::identity::Directory;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::mirror::Mirror;
 use crate::notify::{Notifier, Templates};
 use crate::store::maintenance::{Job, Maintenance};
 use crate::store::Store;
@@ -52,6 +53,8 @@ pub struct Running {
     pub notifier: Arc<Notifier>,
     /// Event intake.
     pub intake: Arc<Intake>,
+    /// Repository mirroring.
+    pub mirror: Arc<Mirror>,
     /// Startup warnings (also logged).
     pub warnings: Vec<String>,
     quit: Arc<tokio::sync::Notify>,
@@ -188,11 +191,18 @@ pub async fn start_with_clock(
     let forges = Arc::new(
         Forges::new(store.clone(), &config.gitlab, &config.github).context("configuring GitLab")?,
     );
+    let mirror = Mirror::new(
+        config.mirror.clone(),
+        &config.data_dir,
+        store.clone(),
+        clock.clone(),
+    );
     let services = Arc::new(Services {
         store: store.clone(),
         registry: registry.clone(),
         forges: forges.clone(),
         ledger: Ledger::new(store.clone(), clock.clone()),
+        mirror: mirror.clone(),
     });
     let engine = Engine::new(
         store.clone(),
@@ -233,6 +243,8 @@ pub async fn start_with_clock(
         tokio::spawn(notifier.clone().run()),
         tokio::spawn(engine.clone().reconcile_loop(clock.clone())),
     ];
+    mirror.set_intake(intake.clone());
+    tasks.extend(mirror.spawn());
 
     let mut slack_routes = None;
     if slack_on {
@@ -275,6 +287,7 @@ pub async fn start_with_clock(
         intake: intake.clone(),
         store: store.clone(),
         metrics,
+        mirror: mirror.clone(),
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -336,6 +349,7 @@ pub async fn start_with_clock(
         store,
         notifier,
         intake,
+        mirror,
         warnings,
         quit,
         stop: Some(stop_tx),

@@ -33,6 +33,7 @@ pub mod identity;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod mirror;
 pub mod notify;
 pub mod render;
 pub mod store;

@@ -14,6 +14,7 @@ mod notification;
 use crate::command::{Parsed, Registry};
 use crate::effects::{Effect, Ledger, LedgerError, Settled};
 use crate::forge::{ForgeError, Forges};
+use crate::mirror::Mirror;
 use crate::store::{Notification, Store, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct Services {
     pub forges: Arc<Forges>,
     /// Where every outside side effect is recorded before it is made.
     pub ledger: Ledger,
+    /// Repository mirroring and failover.
+    pub mirror: Arc<Mirror>,
 }
 
 /// The effects of one decision (or command): each step's ledger key is
@@ -152,6 +155,13 @@ impl ActionError {
 pub trait Action: Send + Sync {
     /// Runs it once. The engine guarantees "once"; the action just does it.
     async fn run(&self, ctx: &ActionContext<'_>) -> Result<Outcome, ActionError>;
+
+    /// For commands that ask for a confirmation code: checked *before* the
+    /// code is issued. An error refuses the command at once (nothing to
+    /// confirm); text is shown with the code (what would change).
+    async fn preview(&self, _ctx: &ActionContext<'_>) -> Result<Option<String>, ActionError> {
+        Ok(None)
+    }
 }
 
 /// Actions by name.
@@ -173,6 +183,8 @@ impl ActionRegistry {
         r.register("ci.retry", ci::Retry);
         r.register("forge.failover", forge::Switch { to_mirror: true });
         r.register("forge.failback", forge::Switch { to_mirror: false });
+        r.register("mirror.sync", forge::Sync);
+        r.register("mirror.cancel", forge::Cancel);
         r.register("notification.silence", notification::Silence);
         r.register("notification.ack", notification::Ack);
         r

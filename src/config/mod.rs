@@ -10,12 +10,14 @@
 mod discord;
 pub mod dotenv;
 pub mod memory;
+mod mirror;
 pub mod origin;
 mod secret;
 pub mod validate;
 
 pub use discord::{valid_command_name, valid_public_key, DiscordConfig, DiscordMode, Problem};
 pub use memory::MemoryConfig;
+pub use mirror::{GitCredential, MirrorConfig, Platform, RemoteConfig, RepoMirrorConfig};
 pub use origin::{Origin, Origins};
 pub use secret::{Secret, MASK};
 pub use validate::{load_and_validate, Finding, Level, Validated};
@@ -104,6 +106,8 @@ pub struct Config {
     pub discord: DiscordConfig,
     /// Retention, cache, backups and audit checkpoints of the memory.
     pub memory: MemoryConfig,
+    /// Repository mirroring and failover.
+    pub mirror: MirrorConfig,
 }
 
 /// How Slack delivers events to qmoi.
@@ -443,6 +447,7 @@ impl Default for Config {
             slack: SlackConfig::default(),
             discord: DiscordConfig::default(),
             memory: MemoryConfig::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }

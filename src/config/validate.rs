@@ -118,6 +118,7 @@ pub const CHECKS: &[Check] = &[
     github_section,
     api_section,
     super::memory::memory_section,
+    super::mirror::check,
 ];
 
 /// A notification channel: its name and whether it can deliver with this
@@ -525,11 +526,11 @@ fn gitlab_section(input: &Input, f: &mut Findings) {
             ),
         ),
     }
-    if g.mirror_url.is_none() {
+    if g.mirror_url.is_none() && input.config.mirror.repos.is_empty() {
         f.warn(
             "gitlab.mirror_url",
             format!(
-                "failover is off: set {} to name the mirror that takes over",
+                "failover is off: configure [[mirror.repos]] or set {} to name the mirror that takes over",
                 how_to_set("gitlab.mirror_url")
             ),
         );

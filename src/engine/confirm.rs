@@ -33,6 +33,7 @@ impl Engine {
         mut record: CommandRecord,
         spec: &CommandSpec,
         person: &Person,
+        preview: Option<String>,
     ) -> Result<Accepted, EngineError> {
         let store = self.store();
         let ttl = self.config().confirm_ttl_secs;
@@ -46,9 +47,10 @@ impl Engine {
         };
         store.put(trees::CONFIRMATIONS, code.as_bytes(), &pending)?;
         let text = format!(
-            "`{}` is dangerous: {}. To go ahead, send `confirm {code}` within {} minutes.",
+            "`{}` is dangerous: {}.{} To go ahead, send `confirm {code}` within {} minutes.",
             spec.name,
             spec.summary.to_lowercase(),
+            preview.map(|p| format!(" {p}")).unwrap_or_default(),
             ttl.div_ceil(60)
         );
         record.status = CommandStatus::AwaitingConfirmation;

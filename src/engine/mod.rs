@@ -332,9 +332,54 @@ impl Engine {
 
         // 5. Dangerous commands wait for a code.
         if spec.confirm {
-            return self.ask_confirmation(record, &spec, &person).await;
+            let preview = match self
+                .preview(&spec, &parsed, &person, notification.as_ref())
+                .await
+            {
+                Ok(p) => p,
+                Err(msg) => {
+                    let reply = Reply::new(CommandStatus::Rejected, msg, record.target);
+                    return self
+                        .finish_early(record, reply, "command.rejected", Some(&person))
+                        .await;
+                }
+            };
+            return self.ask_confirmation(record, &spec, &person, preview).await;
         }
         self.admit(record, spec, parsed, person, notification).await
+    }
+
+    /// The action's check before a confirmation code is issued: `Err` is
+    /// the refusal to send (e.g. a failover with no mirror to go to).
+    async fn preview(
+        &self,
+        spec: &CommandSpec,
+        parsed: &Parsed,
+        person: &Person,
+        notification: Option<&Notification>,
+    ) -> Result<Option<String>, String> {
+        let Some(action) = self.inner.actions.get(&spec.action) else {
+            return Ok(None);
+        };
+        // A preview only reads; its scope is never used to perform anything.
+        let scope = EffectScope {
+            ledger: self.inner.services.ledger.clone(),
+            prefix: format!("preview/{}", spec.name),
+            owner: spec.name.clone(),
+        };
+        let ctx = ActionContext {
+            actor: &person.name,
+            parsed,
+            notification,
+            services: &self.inner.services,
+            effects: &scope,
+        };
+        action.preview(&ctx).await.map_err(|e| match e {
+            crate::actions::ActionError::Store(e) => {
+                format!("qmoi could not check `{}`: {e}", spec.name)
+            }
+            other => format!("`{}` refused: {other}. Nothing was run.", spec.name),
+        })
     }
 
     /// Steps 4 (decide once), 6 (acknowledge) and 7 (run in a task).

@@ -9,6 +9,7 @@
 
 pub mod github;
 pub mod gitlab;
+pub mod push;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub enum EventKind {
     ForgeDown,
     /// The primary forge is back.
     ForgeUp,
+    /// A mirror has commits its primary lacks; the ref was not overwritten.
+    MirrorDiverged,
     /// A job passed.
     JobSucceeded,
     /// A pipeline passed.
@@ -44,6 +47,7 @@ impl EventKind {
             EventKind::FixProposed => "fix_proposed",
             EventKind::ForgeDown => "forge_down",
             EventKind::ForgeUp => "forge_up",
+            EventKind::MirrorDiverged => "mirror_diverged",
             EventKind::JobSucceeded => "job_succeeded",
             EventKind::PipelineSucceeded => "pipeline_succeeded",
         }
@@ -62,6 +66,7 @@ impl EventKind {
             EventKind::FixProposed => "Fix proposed",
             EventKind::ForgeDown => "Forge down",
             EventKind::ForgeUp => "Forge back up",
+            EventKind::MirrorDiverged => "Mirror diverged",
             EventKind::JobSucceeded => "Job passed",
             EventKind::PipelineSucceeded => "Pipeline passed",
         }
@@ -172,6 +177,7 @@ impl Event {
             EventKind::PipelineFailed | EventKind::PipelineSucceeded => "pipeline",
             EventKind::FixProposed => "fix",
             EventKind::ForgeDown | EventKind::ForgeUp => "forge",
+            EventKind::MirrorDiverged => "mirror",
         };
         let what = match (&self.kind, &self.job, &self.fix) {
             (EventKind::FixProposed, _, Some(fix)) => match &fix.merge_request {
@@ -179,6 +185,7 @@ impl Event {
                 None => short_hash(&fix.title),
             },
             (EventKind::ForgeDown | EventKind::ForgeUp, _, _) => self.kind.as_str().to_string(),
+            (EventKind::MirrorDiverged, _, _) => self.id.clone(),
             (_, Some(job), _) => job.name.clone(),
             _ => String::new(),
         };

@@ -17,7 +17,11 @@ use serde_json::json;
 pub const CHANNEL: &str = "api";
 
 /// The refusal to send, when the bearer token is missing or wrong.
-fn unauthorized(state: &AppState, headers: &HeaderMap, endpoint: &str) -> Option<Response> {
+pub(super) fn unauthorized(
+    state: &AppState,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Option<Response> {
     let Some(token) = state.config.api.token.as_ref().filter(|t| !t.is_empty()) else {
         state.metrics.rejected(endpoint, "disabled");
         return Some(error(

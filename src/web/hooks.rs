@@ -1,7 +1,7 @@
 //! `POST /hooks/gitlab` and `POST /hooks/github`.
 
 use super::{error, AppState};
-use crate::events::{github, gitlab, Event, PayloadError};
+use crate::events::{github, gitlab, push, Event, PayloadError};
 use crate::intake::Received;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -38,6 +38,9 @@ pub async fn gitlab(State(state): State<AppState>, headers: HeaderMap, body: Byt
         return error(StatusCode::UNAUTHORIZED, "wrong or missing X-Gitlab-Token");
     }
     let kind = header(&headers, "x-gitlab-event").unwrap_or("");
+    if push::is_gitlab_push(kind) {
+        return on_push(&state, "gitlab", push::gitlab(&body));
+    }
     let delivery =
         header(&headers, "x-gitlab-event-uuid").or_else(|| header(&headers, "idempotency-key"));
     match gitlab::parse(kind, &body) {
@@ -85,6 +88,9 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
     if kind == "ping" {
         return (StatusCode::OK, Json(json!({ "status": "pong" }))).into_response();
     }
+    if kind == "push" {
+        return on_push(&state, "github", push::github(&body));
+    }
     let delivery = header(&headers, "x-github-delivery");
     match github::parse(kind, &body) {
         Ok(github::Parsed::Event(e)) => accept(&state, *e, delivery).await,
@@ -112,6 +118,25 @@ pub(super) async fn accept(state: &AppState, event: Event, delivery: Option<&str
                 "could not store the event; retry later",
             )
         }
+    }
+}
+
+/// A push only queues a sync of the mirrored repository (nothing is
+/// stored: the next sync reads the primary itself, so a lost push webhook
+/// is caught up by the timer).
+fn on_push(state: &AppState, endpoint: &str, parsed: Result<push::Push, PayloadError>) -> Response {
+    let p = match parsed {
+        Ok(p) => p,
+        Err(e) => return bad_payload(state, endpoint, e),
+    };
+    let urls: Vec<&str> = p.urls.iter().map(String::as_str).collect();
+    match state.mirror.on_push(&p.project, &urls) {
+        Some(repo) => (
+            StatusCode::OK,
+            Json(json!({ "status": "sync_queued", "repo": repo, "ref": p.git_ref })),
+        )
+            .into_response(),
+        None => ignored(&format!("{} is not a mirrored repository", p.project)),
     }
 }
 

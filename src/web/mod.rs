@@ -8,6 +8,7 @@
 pub mod admin;
 mod api;
 mod hooks;
+mod mirror_api;
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub store: Store,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Repository mirroring (push webhooks start syncs; the API reads history).
+    pub mirror: Arc<crate::mirror::Mirror>,
 }
 
 /// All routes.
@@ -44,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", post(api::post_event))
         .route("/api/v1/commands", post(api::post_command))
         .route("/api/v1/notifications/{id}", get(api::get_notification))
+        .route("/api/v1/mirror", get(mirror_api::status))
+        .route("/api/v1/mirror/history", get(mirror_api::history))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(admin::routes())

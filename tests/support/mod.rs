@@ -5,6 +5,7 @@
 
 pub mod child;
 pub mod discord;
+pub mod git;
 pub mod github;
 pub mod gitlab;
 pub mod http;
