@@ -182,7 +182,7 @@ impl Cache {
             message: last_lines(&out.stderr),
         }
         .to_string();
-        Ok(updates
+        let results: Vec<(String, RefOutcome)> = updates
             .iter()
             .map(|(r, old, new)| {
                 let outcome = match lines.iter().find(|l| &l.to == r) {
@@ -199,7 +199,20 @@ impl Cache {
                 };
                 (r.clone(), outcome)
             })
-            .collect())
+            .collect();
+        // The follower now holds what was pushed: record it as last seen, so
+        // lag and the next lease start from the truth without a re-fetch.
+        for (r, o) in &results {
+            if let RefOutcome::Pushed { new, .. } = o {
+                let local = format!(
+                    "refs/qmoi/{}/{}",
+                    target.name,
+                    r.trim_start_matches("refs/")
+                );
+                self.git(&["update-ref", &local, new], "update-ref").await?;
+            }
+        }
+        Ok(results)
     }
 }
 

@@ -1,0 +1,333 @@
+//! The whole outage path with real git daemons and a clock the test moves:
+//! primary down → notification → `failover` → preview → `confirm` → cancel
+//! window → a push to the new primary during the outage → primary back →
+//! `failback` → the outage commits are on the original primary.
+
+mod support;
+
+use hmac::{Hmac, Mac};
+use qmoi::clock::ManualClock;
+use qmoi::config::{RemoteConfig, RepoMirrorConfig};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use support::git::{bare, commit, git, rev, work, GitDaemon};
+use support::*;
+
+const ROUND: Duration = Duration::from_secs(60);
+const CANCEL: Duration = Duration::from_secs(10);
+
+fn remote(name: &str, url: &str, project: &str) -> RemoteConfig {
+    RemoteConfig {
+        name: name.into(),
+        url: url.into(),
+        credential: None,
+        platform: None,
+        api_url: None,
+        project: Some(project.into()),
+    }
+}
+
+fn config(dir: &std::path::Path, primary: &str, mirror: &str) -> qmoi::config::Config {
+    let mut c = test_config(dir, None, None);
+    c.mirror.repos = vec![RepoMirrorConfig {
+        name: "app".into(),
+        primary: remote("gitlab", primary, "group/app"),
+        mirrors: vec![remote("github", mirror, "org/app")],
+    }];
+    c.mirror.sync_interval_secs = 0;
+    c.mirror.health_interval_secs = ROUND.as_secs();
+    c.mirror.down_after_rounds = 3;
+    c.mirror.cancel_window_secs = CANCEL.as_secs();
+    c.mirror.git_timeout_secs = 5;
+    c
+}
+
+struct Outage {
+    bot: TestBot,
+    clock: Arc<ManualClock>,
+}
+
+impl Outage {
+    fn mirror(&self) -> &qmoi::mirror::Mirror {
+        &self.bot.running.as_ref().expect("running").mirror
+    }
+
+    /// Waits for `n` finished health rounds (bounded).
+    async fn wait_rounds(&self, n: u64) {
+        let mut rx = self.mirror().rounds();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while *rx.borrow_and_update() < n {
+            tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .expect("health round in time")
+                .expect("mirror alive");
+        }
+    }
+
+    /// Runs exactly one more health round: waits until the loop sleeps on
+    /// the clock (`sleepers` includes any other waiter), then moves it.
+    async fn round(&self, sleepers: usize) {
+        let before = *self.mirror().rounds().borrow();
+        self.clock.wait_for_sleepers(sleepers).await;
+        self.clock.advance(ROUND);
+        self.wait_rounds(before + 1).await;
+    }
+
+    /// Waits for a sync whose trigger starts with `trigger`.
+    async fn wait_sync(&self, trigger: &str) -> qmoi::mirror::SyncRun {
+        let mut rx = self.mirror().syncs();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(run) = self
+                .mirror()
+                .history(Some("app"), 50)
+                .into_iter()
+                .find(|r| r.trigger.starts_with(trigger))
+            {
+                return run;
+            }
+            tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .expect("sync in time")
+                .expect("mirror alive");
+        }
+    }
+
+    /// Types a dangerous command and returns its confirmation code.
+    async fn ask(&mut self, line: &str, nth: usize) -> (String, String) {
+        self.bot.type_line(line).await;
+        let out = self
+            .bot
+            .wait_console("To go ahead, send `confirm ", nth)
+            .await;
+        let ask = out
+            .split("is dangerous:")
+            .nth(nth)
+            .unwrap_or_default()
+            .to_string();
+        let code: String = ask
+            .split("send `confirm ")
+            .nth(1)
+            .map(|s| s.chars().take(6).collect())
+            .unwrap_or_default();
+        assert_eq!(code.len(), 6, "{out}");
+        (code, ask)
+    }
+}
+
+fn github_push(bot: &TestBot, full_name: &str) -> reqwest::RequestBuilder {
+    let body = json!({
+        "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
+        "after": "1111111111111111111111111111111111111111",
+        "repository": { "id": 1, "full_name": full_name, "clone_url": format!("https://github.com/{full_name}.git") },
+        "commits": []
+    })
+    .to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GITHUB_HOOK_SECRET.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    bot.http
+        .post(format!("{}/hooks/github", bot.base))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "push-1")
+        .header("X-Hub-Signature-256", sig)
+        .body(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_failover_work_on_the_mirror_and_failback_bring_every_commit_home() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a_root, b_root) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_repo = bare(&a_root, "app");
+    let b_repo = bare(&b_root, "app");
+    let mut a = GitDaemon::start(&a_root);
+    let b = GitDaemon::start(&b_root);
+    let w = work(tmp.path(), "w");
+    git(&w, &["push", "--quiet", &a.url("app"), "main"]);
+
+    let clock = ManualClock::new(chrono::Utc::now());
+    let bot = TestBot::start_with_clock(
+        config(&tmp.path().join("data"), &a.url("app"), &b.url("app")),
+        clock.clone(),
+    )
+    .await;
+    let mut t = Outage { bot, clock };
+    t.wait_rounds(1).await;
+    let r = t.bot.command("operator", "sync").await;
+    assert!(r["text"].as_str().unwrap_or("").contains("1 pushed"), "{r}");
+    assert_eq!(
+        rev(&b_repo, "refs/heads/main"),
+        rev(&a_repo, "refs/heads/main")
+    );
+
+    // The primary goes away: refused connections, three rounds in a row.
+    a.stop();
+    for _ in 0..2 {
+        t.round(1).await;
+        assert!(!t.bot.console_out.text().contains("Forge down"));
+    }
+    t.round(1).await;
+    let out = t.bot.wait_console("Forge down on git", 1).await;
+    assert!(out.contains("Primary gitlab of app is down since"), "{out}");
+    assert!(out.contains("github is in sync (main 0 behind)"), "{out}");
+    assert!(out.contains("`failover #1`"), "{out}");
+
+    // A team member may not fail over.
+    let r = t.bot.command("bob", "failover").await;
+    assert_eq!(r["status"], "denied", "{r}");
+
+    // The master gets the preview with the code; nothing switches yet.
+    let (code, ask) = t.ask("failover", 1).await;
+    assert!(ask.contains("new primary github (now gitlab)"), "{ask}");
+    assert!(ask.contains("main in sync"), "{ask}");
+    assert!(ask.contains("CI actions go to github"), "{ask}");
+    assert_eq!(t.mirror().active_record("app").expect("read"), None);
+    t.bot.type_line(&format!("confirm {code}")).await;
+    // Health loop + cancel window are both waiting on the clock.
+    t.clock.wait_for_sleepers(2).await;
+    assert_eq!(t.mirror().active_record("app").expect("read"), None);
+    t.clock.advance(CANCEL);
+    let out = t
+        .bot
+        .wait_console("is now the active primary of app", 1)
+        .await;
+    assert!(out.contains("Failover for #1 by operator"), "{out}");
+    t.wait_sync("failover:operator").await;
+
+    // Work continues on the mirror; its push webhook syncs from it.
+    let m = tmp.path().join("m");
+    git(
+        tmp.path(),
+        &["clone", "--quiet", &b.url("app"), m.to_str().expect("utf8")],
+    );
+    let outage_commit = commit(&m, "outage.txt", "work during the outage");
+    git(&m, &["push", "--quiet", "origin", "main"]);
+    let resp = github_push(&t.bot, "org/app").send().await.expect("post");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["status"], "sync_queued", "{body}");
+    let run = t.wait_sync("webhook").await;
+    assert_eq!(run.from, "github");
+    assert!(
+        run.refs
+            .iter()
+            .all(|r| r.mirror == "gitlab" && !r.outcome.ok()),
+        "{run:?}"
+    );
+
+    // The primary comes back: qmoi says so and offers failback.
+    a.restart();
+    t.round(1).await;
+    let out = t.bot.wait_console("Forge back up on git", 1).await;
+    assert!(out.contains("gitlab (git://"), "{out}");
+    assert!(out.contains("`failback #2`"), "{out}");
+    assert_ne!(
+        rev(&a_repo, "refs/heads/main").as_deref(),
+        Some(outage_commit.as_str())
+    );
+
+    let (code, ask) = t.ask("failback", 2).await;
+    assert!(ask.contains("fast-forward only"), "{ask}");
+    t.bot.type_line(&format!("confirm {code}")).await;
+    t.clock.wait_for_sleepers(2).await;
+    t.clock.advance(CANCEL);
+    let out = t
+        .bot
+        .wait_console("is the active primary of app again", 1)
+        .await;
+    assert!(
+        out.contains("outage commits brought back from github: main"),
+        "{out}"
+    );
+    assert_eq!(
+        rev(&a_repo, "refs/heads/main").as_deref(),
+        Some(outage_commit.as_str())
+    );
+    assert_eq!(
+        rev(&b_repo, "refs/heads/main").as_deref(),
+        Some(outage_commit.as_str())
+    );
+
+    // Status and the audit trail show who switched.
+    let st = t
+        .bot
+        .http
+        .get(format!("{}/api/v1/mirror", t.bot.base))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("get");
+    let st: Value = st.json().await.expect("json");
+    assert_eq!(st["repos"][0]["active"], "gitlab", "{st}");
+    assert_eq!(st["repos"][0]["switched"]["by"], "operator", "{st}");
+    let audit: Vec<String> = t
+        .bot
+        .store()
+        .all::<qmoi::store::AuditRecord>(qmoi::store::trees::AUDIT)
+        .expect("audit")
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.kind == "mirror.active")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        audit,
+        vec![
+            "active primary is now github",
+            "active primary is now gitlab"
+        ]
+    );
+    t.bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_in_the_window_keeps_the_primary_and_no_mirror_means_no_code() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("srv");
+    bare(&root, "app");
+    bare(&root, "copy");
+    let d = GitDaemon::start(&root);
+    let clock = ManualClock::new(chrono::Utc::now());
+    let bot = TestBot::start_with_clock(
+        config(&tmp.path().join("data"), &d.url("app"), &d.url("copy")),
+        clock.clone(),
+    )
+    .await;
+    let mut t = Outage { bot, clock };
+    t.wait_rounds(1).await;
+    let (code, _) = t.ask("failover app github", 1).await;
+    t.bot.type_line(&format!("confirm {code}")).await;
+    t.clock.wait_for_sleepers(2).await;
+    let r = t.bot.command("operator", "cancel").await;
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cancelled the pending switch of app"),
+        "{r}"
+    );
+    t.bot
+        .wait_console(
+            "failover of app cancelled; gitlab stays the active primary",
+            1,
+        )
+        .await;
+    assert_eq!(t.mirror().active_record("app").expect("read"), None);
+    t.bot.stop().await;
+
+    // Without any mirror, failover is refused before a code is issued.
+    let dir = tempfile::tempdir().expect("tmp");
+    let bot = TestBot::start(test_config(dir.path(), None, None)).await;
+    let r = bot.command("operator", "failover").await;
+    let text = r["text"].as_str().unwrap_or("");
+    assert!(text.contains("no mirror is configured"), "{r}");
+    assert!(!text.contains("confirm"), "{r}");
+    assert!(bot
+        .store()
+        .all::<Value>(qmoi::store::trees::CONFIRMATIONS)
+        .expect("read")
+        .is_empty());
+    bot.stop().await;
+}
