@@ -19,12 +19,8 @@ const CANCEL: Duration = Duration::from_secs(10);
 
 fn remote(name: &str, url: &str, project: &str) -> RemoteConfig {
     RemoteConfig {
-        name: name.into(),
-        url: url.into(),
-        credential: None,
-        platform: None,
-        api_url: None,
         project: Some(project.into()),
+        ..RemoteConfig::new(name, url)
     }
 }
 

@@ -15,12 +15,9 @@ const GH_TOKEN: &str = "ghp-mirror-token-0042";
 
 fn remote(name: &str, url: &str, project: &str, credential: Option<&str>) -> RemoteConfig {
     RemoteConfig {
-        name: name.into(),
-        url: url.into(),
         credential: credential.map(str::to_string),
-        platform: None,
-        api_url: None,
         project: Some(project.into()),
+        ..RemoteConfig::new(name, url)
     }
 }
 

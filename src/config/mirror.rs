@@ -202,6 +202,18 @@ fn ref_safe(name: &str) -> bool {
 }
 
 impl RemoteConfig {
+    /// A plain git remote (no credential, no platform API).
+    pub fn new(name: &str, url: &str) -> RemoteConfig {
+        RemoteConfig {
+            name: name.into(),
+            url: url.into(),
+            credential: None,
+            platform: None,
+            api_url: None,
+            project: None,
+        }
+    }
+
     fn problems(&self, key: &str, creds: &BTreeMap<String, GitCredential>) -> Vec<Problem> {
         let mut p = Vec::new();
         let known = ["https://", "http://", "ssh://", "git://", "file://"];
@@ -265,26 +277,15 @@ pub(super) fn check(input: &super::validate::Input, f: &mut super::validate::Fin
 mod tests {
     use super::*;
 
-    fn remote(name: &str, url: &str) -> RemoteConfig {
-        RemoteConfig {
-            name: name.into(),
-            url: url.into(),
-            credential: None,
-            platform: None,
-            api_url: None,
-            project: None,
-        }
-    }
-
     #[test]
     fn bad_sets_are_named_by_key_and_never_echo_a_password() {
         let cfg = MirrorConfig {
             repos: vec![RepoMirrorConfig {
                 name: "app".into(),
-                primary: remote("gitlab", "https://u:hunter2@gitlab.example/app.git"),
+                primary: RemoteConfig::new("gitlab", "https://u:hunter2@gitlab.example/app.git"),
                 mirrors: vec![RemoteConfig {
                     credential: Some("nope".into()),
-                    ..remote("bad name", "git://127.0.0.1/app.git")
+                    ..RemoteConfig::new("bad name", "git://127.0.0.1/app.git")
                 }],
             }],
             ..MirrorConfig::default()
