@@ -327,3 +327,42 @@ async fn cancel_in_the_window_keeps_the_primary_and_no_mirror_means_no_code() {
         .is_empty());
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_failover_when_configured_is_announced_and_audited() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a_root, b_root) = (tmp.path().join("a"), tmp.path().join("b"));
+    bare(&a_root, "app");
+    bare(&b_root, "app");
+    let mut a = GitDaemon::start(&a_root);
+    let b = GitDaemon::start(&b_root);
+    let w = work(tmp.path(), "w");
+    git(&w, &["push", "--quiet", &a.url("app"), "main"]);
+    let mut c = config(&tmp.path().join("data"), &a.url("app"), &b.url("app"));
+    c.mirror.auto_failover_after_secs = 2 * ROUND.as_secs();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let bot = TestBot::start_with_clock(c, clock.clone()).await;
+    let t = Outage { bot, clock };
+    t.wait_rounds(1).await;
+    t.bot.command("operator", "sync").await;
+    a.stop();
+    // Down after the third failed round, which is also 2 rounds after the first.
+    for _ in 0..3 {
+        t.round(1).await;
+    }
+    let out = t
+        .bot
+        .wait_console("qmoi failed over automatically", 1)
+        .await;
+    assert!(out.contains("new primary github"), "{out}");
+    let rec = t
+        .mirror()
+        .active_record("app")
+        .expect("read")
+        .expect("switched");
+    assert_eq!(
+        (rec.remote.as_str(), rec.by.as_str()),
+        ("github", "qmoi (automatic failover)")
+    );
+    t.bot.stop().await;
+}

@@ -184,6 +184,11 @@ impl Event {
                 Some(mr) => format!("!{}", mr.iid),
                 None => short_hash(&fix.title),
             },
+            // Mirror health events are already one per outage (their IDs
+            // carry "down since"); each is its own question.
+            (EventKind::ForgeDown | EventKind::ForgeUp, _, _) if self.platform == "git" => {
+                self.id.clone()
+            }
             (EventKind::ForgeDown | EventKind::ForgeUp, _, _) => self.kind.as_str().to_string(),
             (EventKind::MirrorDiverged, _, _) => self.id.clone(),
             (_, Some(job), _) => job.name.clone(),

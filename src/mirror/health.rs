@@ -79,6 +79,7 @@ impl Mirror {
                 };
                 self.on_change(&set, r, change).await;
             }
+            self.maybe_auto_failover(&set).await;
         }
         self.rounds.send_modify(|n| *n += 1);
     }
@@ -139,6 +140,49 @@ impl Mirror {
             }
             _ => {}
         }
+    }
+
+    /// With `mirror.auto_failover_after_secs` set, fails over on its own to
+    /// a healthy mirror once the primary has been down that long; announced
+    /// on every channel like any failover (the master can `failback`).
+    async fn maybe_auto_failover(&self, set: &RepoMirrorConfig) {
+        let after = self.cfg.auto_failover_after_secs;
+        let active = self.active(set);
+        let Some(since) = self.is_down(&set.name, &active.name) else {
+            return;
+        };
+        if after == 0 || (self.clock.now() - since).num_seconds() < after as i64 {
+            return;
+        }
+        let Ok(preview) = self.preview_failover(&set.name, None).await else {
+            return;
+        };
+        if self.is_down(&set.name, &preview.to).is_some() {
+            return;
+        }
+        let by = "qmoi (automatic failover)";
+        if let Err(e) = self.set_active(&set.name, &preview.to, by) {
+            tracing::error!(repo = %set.name, error = %e, "automatic failover not recorded");
+            return;
+        }
+        self.trigger(super::SyncRequest {
+            repo: Some(set.name.clone()),
+            trigger: "failover:auto".into(),
+        });
+        let text = format!(
+            "qmoi failed over automatically: {} has been down since {} (over {after}s, mirror.auto_failover_after_secs). {}",
+            active.name,
+            since.format("%Y-%m-%d %H:%M:%S UTC"),
+            preview.text(0).replace(" After `confirm` you have 0s to send `cancel`.", "")
+        );
+        self.notify(
+            EventKind::ForgeDown,
+            &set.name,
+            None,
+            format!("mirror:auto:{}:{}", set.name, since.timestamp()),
+            text,
+        )
+        .await;
     }
 
     /// "gitlab down since …; github in sync: main 0 behind …".
