@@ -122,13 +122,15 @@ async fn outage_to_notification(rounds: usize) {
         let t0 = Instant::now();
         d.stop();
         for k in 2..=4 {
-            clock.wait_for_sleepers(1).await;
+            while !mirror.health_sleeping() {
+                tokio::task::yield_now().await;
+            }
             clock.advance(interval);
             while *r.borrow_and_update() < k {
                 r.changed().await.expect("alive");
             }
         }
-        bot.wait_console("Forge down on git", 1).await;
+        bot.wait_console("git is down", 1).await;
         times.push(t0.elapsed());
         bot.stop().await;
     }

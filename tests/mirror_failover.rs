@@ -39,6 +39,18 @@ fn config(dir: &std::path::Path, primary: &str, mirror: &str) -> qmoi::config::C
     c
 }
 
+/// Waits (bounded) for a condition qmoi reports; a wait, never a sleep-then-assert.
+async fn until(cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never held"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 struct Outage {
     bot: TestBot,
     clock: Arc<ManualClock>,
@@ -65,7 +77,8 @@ impl Outage {
     /// the clock (`sleepers` includes any other waiter), then moves it.
     async fn round(&self, sleepers: usize) {
         let before = *self.mirror().rounds().borrow();
-        self.clock.wait_for_sleepers(sleepers).await;
+        let _ = sleepers;
+        until(|| self.mirror().health_sleeping()).await;
         self.clock.advance(ROUND);
         self.wait_rounds(before + 1).await;
     }
@@ -162,13 +175,13 @@ async fn outage_failover_work_on_the_mirror_and_failback_bring_every_commit_home
     a.stop();
     for _ in 0..2 {
         t.round(1).await;
-        assert!(!t.bot.console_out.text().contains("Forge down"));
+        assert!(!t.bot.console_out.text().contains("git is down"));
     }
     t.round(1).await;
-    let out = t.bot.wait_console("Forge down on git", 1).await;
+    let out = t.bot.wait_console("git is down", 1).await;
     assert!(out.contains("Primary gitlab of app is down since"), "{out}");
     assert!(out.contains("github is in sync (main 0 behind)"), "{out}");
-    assert!(out.contains("`failover #1`"), "{out}");
+    assert!(out.contains("failover #1"), "{out}");
 
     // A team member may not fail over.
     let r = t.bot.command("bob", "failover").await;
@@ -182,7 +195,7 @@ async fn outage_failover_work_on_the_mirror_and_failback_bring_every_commit_home
     assert_eq!(t.mirror().active_record("app").expect("read"), None);
     t.bot.type_line(&format!("confirm {code}")).await;
     // Health loop + cancel window are both waiting on the clock.
-    t.clock.wait_for_sleepers(2).await;
+    until(|| t.mirror().awaiting_cancel()).await;
     assert_eq!(t.mirror().active_record("app").expect("read"), None);
     t.clock.advance(CANCEL);
     let out = t
@@ -216,9 +229,9 @@ async fn outage_failover_work_on_the_mirror_and_failback_bring_every_commit_home
     // The primary comes back: qmoi says so and offers failback.
     a.restart();
     t.round(1).await;
-    let out = t.bot.wait_console("Forge back up on git", 1).await;
+    let out = t.bot.wait_console("git is back up", 1).await;
     assert!(out.contains("gitlab (git://"), "{out}");
-    assert!(out.contains("`failback #2`"), "{out}");
+    assert!(out.contains("failback #2"), "{out}");
     assert_ne!(
         rev(&a_repo, "refs/heads/main").as_deref(),
         Some(outage_commit.as_str())
@@ -227,7 +240,7 @@ async fn outage_failover_work_on_the_mirror_and_failback_bring_every_commit_home
     let (code, ask) = t.ask("failback", 2).await;
     assert!(ask.contains("fast-forward only"), "{ask}");
     t.bot.type_line(&format!("confirm {code}")).await;
-    t.clock.wait_for_sleepers(2).await;
+    until(|| t.mirror().awaiting_cancel()).await;
     t.clock.advance(CANCEL);
     let out = t
         .bot
@@ -295,7 +308,7 @@ async fn cancel_in_the_window_keeps_the_primary_and_no_mirror_means_no_code() {
     t.wait_rounds(1).await;
     let (code, _) = t.ask("failover app github", 1).await;
     t.bot.type_line(&format!("confirm {code}")).await;
-    t.clock.wait_for_sleepers(2).await;
+    until(|| t.mirror().awaiting_cancel()).await;
     let r = t.bot.command("operator", "cancel").await;
     assert!(
         r["text"]

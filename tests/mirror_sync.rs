@@ -250,7 +250,7 @@ async fn a_diverged_mirror_ref_is_reported_with_both_shas_and_not_overwritten() 
     );
 
     // The master is asked, with both SHAs and the commit involved.
-    let out = bot.wait_console("Mirror diverged", 1).await;
+    let out = bot.wait_console("Mirror of app diverged", 1).await;
     assert!(
         out.contains(&on_primary) && out.contains(&only_on_mirror),
         "{out}"

@@ -144,18 +144,27 @@ impl Mirror {
     /// Waits out the cancel window; `false` when `cancel` arrived.
     pub async fn cancel_window(&self, repo: &str) -> bool {
         let notify = Arc::new(Notify::new());
+        // The deadline is fixed before the window is visible (a test that
+        // sees `awaiting_cancel` may move the clock at once).
+        let window = self
+            .clock
+            .sleep(Duration::from_secs(self.cfg.cancel_window_secs));
         if let Ok(mut c) = self.cancels.lock() {
             c.insert(repo.to_string(), notify.clone());
         }
-        let wait = Duration::from_secs(self.cfg.cancel_window_secs);
         let proceed = tokio::select! {
-            _ = self.clock.sleep(wait) => true,
+            _ = window => true,
             _ = notify.notified() => false,
         };
         if let Ok(mut c) = self.cancels.lock() {
             c.remove(repo);
         }
         proceed
+    }
+
+    /// Whether a switch is waiting in its cancel window.
+    pub fn awaiting_cancel(&self) -> bool {
+        self.cancels.lock().map(|c| !c.is_empty()).unwrap_or(false)
     }
 
     /// `cancel`: stops pending switches (of one repository or all).

@@ -55,6 +55,7 @@ pub struct Mirror {
     pub(super) cancels: Mutex<BTreeMap<String, Arc<Notify>>>,
     syncs: watch::Sender<u64>,
     pub(super) rounds: watch::Sender<u64>,
+    health_sleeping: std::sync::atomic::AtomicBool,
 }
 
 impl Mirror {
@@ -89,6 +90,7 @@ impl Mirror {
             cancels: Mutex::new(BTreeMap::new()),
             syncs: watch::channel(0).0,
             rounds: watch::channel(0).0,
+            health_sleeping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -231,6 +233,13 @@ impl Mirror {
     /// Counts finished syncs: tests and benchmarks wait on it.
     pub fn syncs(&self) -> watch::Receiver<u64> {
         self.syncs.subscribe()
+    }
+
+    /// Whether the health loop is waiting for its next round (its deadline
+    /// already fixed): the marker tests use before moving the clock.
+    pub fn health_sleeping(&self) -> bool {
+        self.health_sleeping
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Counts finished health rounds.
@@ -484,7 +493,12 @@ impl Mirror {
             tasks.push(tokio::spawn(async move {
                 loop {
                     me.health_round().await;
-                    me.clock.sleep(every).await;
+                    let next = me.clock.sleep(every);
+                    me.health_sleeping
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    next.await;
+                    me.health_sleeping
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
                 }
             }));
         }

@@ -231,6 +231,9 @@ fn fields_for(e: &Event) -> Vec<Field> {
             }
             return f;
         }
+        EventKind::MirrorDiverged => {
+            return vec![project(), git_ref()];
+        }
         EventKind::ForgeDown | EventKind::ForgeUp => {
             let mut f = vec![field("Forge", e.platform.clone(), e.url.clone())];
             if !e.project.path.trim().is_empty() {
@@ -312,6 +315,7 @@ fn headline(e: &Event) -> String {
         },
         EventKind::ForgeDown => format!("{} is down", e.platform),
         EventKind::ForgeUp => format!("{} is back up", e.platform),
+        EventKind::MirrorDiverged => format!("Mirror of {} diverged", e.project.path),
         EventKind::JobSucceeded | EventKind::PipelineSucceeded => e.kind.title().to_string(),
     }
 }
