@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod imap;
 pub mod inbound;
+pub mod markers;
 pub mod outbound;
 pub mod parse;
 pub mod reply;

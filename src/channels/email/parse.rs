@@ -165,10 +165,17 @@ fn body_text(parsed: &ParsedMail<'_>) -> Result<Option<String>, MailError> {
         p.subparts.iter().find_map(|s| find(s, mime))
     }
     if let Some(p) = find(parsed, "text/plain") {
-        return p
+        let body = p
             .get_body()
-            .map(Some)
-            .map_err(|e| MailError::Malformed(format!("text part: {e}")));
+            .map_err(|e| MailError::Malformed(format!("text part: {e}")))?;
+        let param = |k: &str| p.ctype.params.get(k).map(|v| v.trim().to_ascii_lowercase());
+        if param("format").as_deref() == Some("flowed") {
+            return Ok(Some(unflow(
+                &body,
+                param("delsp").as_deref() == Some("yes"),
+            )));
+        }
+        return Ok(Some(body));
     }
     if let Some(p) = find(parsed, "text/html") {
         let html = p
@@ -179,6 +186,53 @@ fn body_text(parsed: &ParsedMail<'_>) -> Result<Option<String>, MailError> {
         return Ok(Some(text));
     }
     Ok(None)
+}
+
+/// Undoes RFC 3676 `format=flowed`: a line ending in a space continues on
+/// the next line of the same quote depth (a "soft" break the client made
+/// to wrap), with that space removed too when `DelSp=yes`. Space-stuffing
+/// is removed; the signature separator `-- ` is never a soft break. What
+/// comes back has one line per paragraph, so a wrapped reason is whole.
+pub fn unflow(text: &str, delsp: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Option<usize> = None; // quote depth of a paragraph still flowing
+    let ends_with_newline = text.ends_with('\n');
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    for raw in body.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let depth = line.chars().take_while(|&c| c == '>').count();
+        let content = &line[depth..];
+        let content = content.strip_prefix(' ').unwrap_or(content);
+        if let Some(d) = open {
+            if d != depth {
+                out.push('\n'); // a flowed line must not run into another depth
+            }
+        }
+        if open != Some(depth) && depth > 0 {
+            out.push_str(&">".repeat(depth));
+            out.push(' ');
+        }
+        let soft = content.ends_with(' ') && content != "-- ";
+        if soft {
+            out.push_str(if delsp {
+                &content[..content.len() - 1]
+            } else {
+                content
+            });
+            open = Some(depth);
+        } else {
+            out.push_str(content);
+            out.push('\n');
+            open = None;
+        }
+    }
+    if open.is_some() {
+        out.push('\n');
+    }
+    if !ends_with_newline && out.ends_with('\n') {
+        out.pop();
+    }
+    out
 }
 
 /// Parses raw RFC 5322 bytes.
@@ -286,5 +340,29 @@ mod tests {
             }
             let _ = crate::channels::email::reply::trim(&String::from_utf8_lossy(&input));
         }
+    }
+
+    #[test]
+    fn format_flowed_is_unwrapped() {
+        assert_eq!(
+            unflow(
+                "reject: the test is \r\nflaky on runner \r\n3\r\n\r\n> quoted \r\n> more\r\n",
+                false
+            ),
+            "reject: the test is flaky on runner 3\n\n> quoted more\n"
+        );
+        // DelSp=yes: the space before the break was added by the client.
+        assert_eq!(
+            unflow("a very long wo \r\nrd here\r\n", true),
+            "a very long word here\n"
+        );
+        // Space-stuffed lines and the signature separator.
+        assert_eq!(
+            unflow("  From here\r\n-- \r\nAlice\r\n", false),
+            " From here\n-- \nAlice\n"
+        );
+        let raw = b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\nreject: because the \r\nchange edits genera \r\nted code\r\n";
+        let m = parse(raw).expect("parses");
+        assert_eq!(m.text, "reject: because thechange edits generated code\n");
     }
 }

@@ -13,6 +13,7 @@
 //! Patterns are compiled once; classification is a single pass per line,
 //! with a cheap first-character check before any regex runs.
 
+use super::markers;
 use regex::{Regex, RegexSet};
 use std::sync::LazyLock;
 
@@ -115,11 +116,6 @@ const SIGNATURES: &[&str] = &[
     r"(?i)^\s*från min ",
 ];
 
-/// Header names that carry a date (`Sent: …`, `Gesendet: …`).
-const DATE_HEADERS: &str = r"(?i)^[\s*]*(sendt|sent|date|le|gesendet|enviada em|enviado|fecha|data|datum|skickat|发送时间)[\s*]*:.*\d";
-/// Header names that carry text (`From: …`, `Betreff: …`).
-const TEXT_HEADERS: &str = r"(?i)^[\s*]*(fra|til|emne|from|to|cc|reply-to|subject|de|expéditeur|à|destinataire|répondre à|objet|von|an|betreff|para|assunto|asunto|da|risposta|a|oggetto|van|beantwoorden - aan|aan|onderwerp|från|till|ämne|发件人|收件人|主题)[\s*]*:.*\w";
-
 /// Every marker pattern contains one of these (ASCII case-insensitive), so
 /// a line without any skips the marker regexes entirely.
 const MARKER_WORDS: &[&str] = &[
@@ -174,6 +170,14 @@ struct Patterns {
     marker_words: aho_corasick::AhoCorasick,
     signature_words: aho_corasick::AhoCorasick,
     embedded: RegexSet,
+    /// "…, X wrote:" in any language: needs a digit or an address too.
+    attribution: Regex,
+    /// "X wrote:" alone, short.
+    attribution_short: Regex,
+    /// "Begin forwarded message:" and its translations.
+    forward_intro: Regex,
+    /// `-----Original Message-----` in any language and with any dash.
+    separator: Regex,
     signatures: RegexSet,
     headers: RegexSet,
     md_link: Regex,
@@ -205,12 +209,54 @@ static PATTERNS: LazyLock<Option<Patterns>> = LazyLock::new(|| {
             .build(w)
             .ok()
     };
+    let one = |p: &str| {
+        regex::RegexBuilder::new(p)
+            .dfa_size_limit(64 << 20)
+            .size_limit(64 << 20)
+            .build()
+            .ok()
+    };
+    let verbs = alternation(markers::WROTE);
+    let mut signature_words: Vec<&str> = SIGNATURE_WORDS.to_vec();
+    signature_words.extend(markers::FOOTER_WORDS);
+    let mut signatures: Vec<String> = SIGNATURES.iter().map(|s| s.to_string()).collect();
+    signatures.extend(
+        markers::FOOTERS
+            .iter()
+            .map(|f| format!(r"(?i)^\s*(?:{f})\s*$")),
+    );
     Some(Patterns {
         marker_words: words(MARKER_WORDS)?,
-        signature_words: words(SIGNATURE_WORDS)?,
+        signature_words: words(&signature_words)?,
         embedded: set(EMBEDDED)?,
-        signatures: set(SIGNATURES)?,
-        headers: set(&[DATE_HEADERS, TEXT_HEADERS])?,
+        attribution: one(&format!(
+            r"(?i)^[\s>]*\S.{{0,300}}(?:{verbs})\s*(?:\([^)]*\)\s*)?[^:：]{{0,80}}[:：]\s*$"
+        ))?,
+        attribution_short: one(&format!(
+            r"(?i)^[\s>]*[^\s:：>][^:：]{{0,60}}\s(?:{verbs})\s*[:：]\s*$"
+        ))?,
+        forward_intro: one(&format!(
+            r"(?i)^[\s>*]*(?:{})\s*[:：]?\s*$",
+            markers::FORWARD_INTROS.join("|")
+        ))?,
+        separator: one(&format!(
+            r"^[\s>*_]*[{DASHES}]{{2,}}[ \t]*[^{DASHES}\s][^{DASHES}]{{0,60}}?[{DASHES}]{{2,}}[\s*_]*$"
+        ))?,
+        signatures: regex::RegexSetBuilder::new(&signatures)
+            .dfa_size_limit(64 << 20)
+            .size_limit(64 << 20)
+            .build()
+            .ok()?,
+        headers: set(&[
+            &format!(
+                r"(?i)^[\s*]*(?:{})[\s*]*[:：].*\d",
+                markers::DATE_HEADERS.join("|")
+            ),
+            &format!(
+                r"(?i)^[\s*]*(?:{})[\s*]*[:：].*\w",
+                markers::TEXT_HEADERS.join("|")
+            ),
+        ])?,
         md_link: Regex::new(r"\[([^\]]+)\]\([^)]+\)").ok()?,
         rules: Rules {
             reply_at_end: Regex::new(r"^b+e*q+[eq]*t[te]*$").ok()?,
@@ -222,10 +268,50 @@ static PATTERNS: LazyLock<Option<Patterns>> = LazyLock::new(|| {
     })
 });
 
+/// Hyphen, dash and minus characters clients draw separators with.
+const DASHES: &str = "\\-‐‑‒–—―−﹣－";
+
+/// A regex alternation of `items`; ASCII words get a word boundary first
+/// (so "said" is not found in "unsaid"), other scripts need none.
+fn alternation(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|v| {
+            if v.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                format!("(?-u:\\b){v}")
+            } else {
+                (*v).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Lines longer than this are prose, never a marker (and bound the work).
+const MAX_MARKER_LINE: usize = 1000;
+
 impl Patterns {
     /// A marker of an embedded message ("On … wrote:", forwarded headers).
     fn is_marker(&self, line: &str) -> bool {
-        self.marker_words.is_match(line) && self.embedded.is_match(line)
+        if line.len() > MAX_MARKER_LINE {
+            return false;
+        }
+        if self.marker_words.is_match(line) && self.embedded.is_match(line) {
+            return true;
+        }
+        let t = line.trim_end();
+        if t.ends_with([':', '：']) {
+            let evidence = t.contains('@') || t.chars().any(|c| c.is_ascii_digit());
+            if (evidence && self.attribution.is_match(t))
+                || self.attribution_short.is_match(t)
+                || self.forward_intro.is_match(t)
+            {
+                return true;
+            }
+        } else if self.forward_intro.is_match(t) {
+            return true;
+        }
+        t.chars().filter(|c| DASHES.contains(*c)).count() >= 4 && self.separator.is_match(t)
     }
 
     /// A mobile or app footer ("Sent from my iPhone").
@@ -242,9 +328,12 @@ impl Patterns {
     }
 }
 
+/// A signature delimiter or a divider line: `-- ` (RFC 3676), `--`, or a
+/// run of three or more divider characters (`____`, `=====`, `***`). A lone
+/// dash or em-dash is punctuation people write, not a delimiter.
 fn is_delimiter(line: &str) -> bool {
     let t = line.trim();
-    !t.is_empty() && t.chars().all(|c| "-_,=+~#*ᐧ—".contains(c))
+    t == "--" || t == "ᐧ" || (t.chars().count() >= 3 && t.chars().all(|c| "-_,=+~#*ᐧ—".contains(c)))
 }
 
 fn classify(p: &Patterns, line: &str) -> Kind {
@@ -261,7 +350,7 @@ fn classify(p: &Patterns, line: &str) -> Kind {
     if p.is_marker(line) {
         return Kind::Embedded;
     }
-    if t.contains(':') && p.headers.is_match(line) {
+    if t.contains([':', '：']) && p.headers.is_match(line) {
         return Kind::Header;
     }
     if t.starts_with('>') {
@@ -272,12 +361,8 @@ fn classify(p: &Patterns, line: &str) -> Kind {
 
 fn starts_with_opener(line: &str) -> bool {
     let t = line.trim_start_matches(|c: char| c.is_whitespace() || c == '>' || c == '-');
-    let lower: String = t.chars().take(8).collect::<String>().to_lowercase();
-    [
-        "on ", "at ", "am ", "le ", "op ", "el ", "em ", "il ", "dnia ",
-    ]
-    .iter()
-    .any(|o| lower.starts_with(o))
+    let lower: String = t.chars().take(12).collect::<String>().to_lowercase();
+    markers::OPENERS.iter().any(|o| lower.starts_with(o))
 }
 
 /// Longest wrapped marker we rebuild: a line plus this many more.
@@ -298,7 +383,10 @@ fn join_wrapped_markers(p: &Patterns, lines: Vec<&str>) -> Vec<String> {
     let mut floor = 0;
     for (e, line) in lines.iter().enumerate() {
         let t = line.trim_end();
-        if e > floor && t.ends_with(':') && !p.is_marker(line) {
+        if e > floor && t.ends_with([':', '：']) {
+            // A line that is a marker by itself ("bot@x> wrote:") is still
+            // joined to an opener above it ("On Tue, … QMOI <").
+            let alone = p.is_marker(line);
             let lowest = e.saturating_sub(MAX_WRAP).max(floor);
             // A start that reads like a marker ("On …", "Am …") beats the
             // closest start that merely matches.
@@ -314,18 +402,31 @@ fn join_wrapped_markers(p: &Patterns, lines: Vec<&str>) -> Vec<String> {
                 if lines[s].trim().is_empty() {
                     continue;
                 }
-                let joined = lines[s..=e]
+                if lines[s].trim_end().ends_with([':', '：']) && p.is_marker(lines[s]) {
+                    break; // a whole marker above is not part of this one
+                }
+                let parts: Vec<&str> = lines[s..=e]
                     .iter()
                     .map(|l| strip_quote_prefix(l))
                     .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                if joined.len() <= 400 && p.is_marker(&joined) {
+                    .collect();
+                // Wrapped at a space, or (Gmail) in the middle of an address.
+                let spaced = parts.join(" ");
+                let joined = if p.is_marker(&spaced) {
+                    Some(spaced)
+                } else {
+                    Some(parts.concat()).filter(|j| p.is_marker(j))
+                };
+                if let Some(joined) = joined.filter(|j| j.len() <= 400) {
                     if starts_with_opener(lines[s]) {
                         opener = Some((s, joined));
                         break;
                     }
-                    if closest.is_none() {
+                    // A line that is a marker alone takes a start only
+                    // when the start is visibly cut ("… <" before "x@y> wrote:").
+                    let cut = lines[s..e].concat();
+                    let unclosed = cut.matches('<').count() > cut.matches('>').count();
+                    if closest.is_none() && (!alone || unclosed) {
                         closest = Some((s, joined));
                     }
                 }
@@ -521,5 +622,135 @@ mod tests {
     fn inline_reply_keeps_text_between_quotes() {
         let body = "> Should I retry?\nyes, retry\n> or fail over?\n";
         assert_eq!(trim(body).reply, "> Should I retry?\nyes, retry");
+    }
+
+    /// Attribution lines as each language's mail UIs write them.
+    #[test]
+    fn attributions_in_many_languages() {
+        let lines = [
+            "On Tue, Nov 24, 2026 at 12:03 PM QMOI <bot@qmoi.test> wrote:",
+            "Am Di., 24. Nov. 2026 um 12:03 Uhr schrieb QMOI <bot@qmoi.test>:",
+            "Le mar. 24 nov. 2026 à 12:03, QMOI <bot@qmoi.test> a écrit :",
+            "El mar, 24 nov 2026 a las 12:03, QMOI (<bot@qmoi.test>) escribió:",
+            "Em ter., 24 de nov. de 2026 às 12:03, QMOI <bot@qmoi.test> escreveu:",
+            "Il giorno mar 24 nov 2026 alle ore 12:03 QMOI <bot@qmoi.test> ha scritto:",
+            "Op di 24 nov 2026 om 12:03 schreef QMOI <bot@qmoi.test>:",
+            "wt., 24 lis 2026 o 12:03 QMOI <bot@qmoi.test> napisał(a):",
+            "W dniu 24.11.2026 o 12:03, QMOI pisze:",
+            "вт, 24 нояб. 2026 г. в 12:03, QMOI <bot@qmoi.test>:",
+            "24.11.2026 12:03, QMOI пишет:",
+            "вт, 24 лист. 2026 р. о 12:03 QMOI <bot@qmoi.test> пише:",
+            "24 Kas 2026 Sal, 12:03 tarihinde QMOI <bot@qmoi.test> şunu yazdı:",
+            "ti 24.11.2026 klo 12.03 QMOI (bot@qmoi.test) kirjoitti:",
+            "Den tis 24 nov. 2026 kl 12:03 skrev QMOI <bot@qmoi.test>:",
+            "tir. 24. nov. 2026 kl. 12:03 skrev QMOI <bot@qmoi.test>:",
+            "Dne út 24. 11. 2026 12:03 uživatel QMOI <bot@qmoi.test> napsal:",
+            "QMOI <bot@qmoi.test> ezt írta (időpont: 2026. nov. 24., K, 12:03):",
+            "Pe mar., 24 nov. 2026 la 12:03, QMOI <bot@qmoi.test> a scris:",
+            "Στις Τρί 24 Νοε 2026 στις 12:03, ο/η QMOI <bot@qmoi.test> έγραψε:",
+            "في الثلاثاء، 24 نوفمبر 2026 12:03 م، كتب QMOI <bot@qmoi.test>:",
+            "Pada tanggal Sel, 24 Nov 2026 pukul 12.03 QMOI <bot@qmoi.test> menulis:",
+            "Vào Th 3, 24 thg 11, 2026 vào lúc 12:03 QMOI <bot@qmoi.test> đã viết:",
+            "2026年11月24日(火) 12:03 QMOI <bot@qmoi.test>:",
+            "2026/11/24 12:03、QMOI <bot@qmoi.test>のメール:",
+            "QMOI <bot@qmoi.test> 于2026年11月24日周二 12:03写道：",
+            "QMOI <bot@qmoi.test> 於 2026年11月24日 週二 下午12:03寫道：",
+            "2026년 11월 24일 (화) 오후 12:03, QMOI <bot@qmoi.test>님이 작성:",
+            "On Tuesday, November 24, 2026, 12:03:01 PM GMT+1, QMOI <bot@qmoi.test> wrote:",
+            "On 24 Nov 2026, at 12:03, QMOI <bot@qmoi.test> wrote:",
+            "On 24/11/2026 12:03, QMOI wrote:",
+            "QMOI wrote:",
+        ];
+        for line in lines {
+            let body = format!("retry\n\n{line}\n\n> [qmoi #3] Job failed\n> Answer with: retry\n");
+            let t = trim(&body);
+            assert_eq!(t.reply, "retry", "{line}");
+            assert!(t.elided.contains(line.trim_end_matches(':')), "{line}");
+        }
+    }
+
+    #[test]
+    fn separators_headers_and_footers() {
+        let blocks = [
+            "-----Original Message-----\nFrom: QMOI\nSent: Tuesday, November 24, 2026 12:03\nTo: a@x\nSubject: x",
+            "-----Ursprüngliche Nachricht-----\nVon: QMOI",
+            "—————— Původní zpráva ——————\nOd: QMOI",
+            "‐‐‐‐‐‐‐ Original Message ‐‐‐‐‐‐‐\nOn Tuesday, November 24th, 2026 at 12:03, QMOI <bot@qmoi.test> wrote:",
+            "-------- Исходное сообщение --------\nОт: QMOI",
+            "---------- Forwarded message ---------\nFrom: QMOI <bot@qmoi.test>",
+            "От: QMOI <bot@qmoi.test>\nОтправлено: 24 ноября 2026 г. 12:03\nКому: master@qmoi.test\nТема: [qmoi #3] Job failed",
+            "差出人: QMOI <bot@qmoi.test>\n送信日時: 2026年11月24日 12:03\n宛先: master@qmoi.test\n件名: [qmoi #3] Job failed",
+            "发件人: QMOI <bot@qmoi.test>\n发送时间: 2026年11月24日 12:03\n收件人: master@qmoi.test\n主题: [qmoi #3] Job failed",
+            "Od: QMOI <bot@qmoi.test>\nWysłano: wtorek, 24 listopada 2026 12:03\nDo: master@qmoi.test\nTemat: [qmoi #3]",
+            "Kimden: QMOI <bot@qmoi.test>\nGönderildi: 24 Kasım 2026 Salı 12:03\nKime: master@qmoi.test\nKonu: [qmoi #3]",
+            "Begin forwarded message:\n\nFrom: QMOI <bot@qmoi.test>",
+            "Anfang der weitergeleiteten Nachricht:\n\nVon: QMOI",
+        ];
+        for block in blocks {
+            let body = format!("retry\n\n{block}\n\nbody of the notification\n");
+            assert_eq!(trim(&body).reply, "retry", "{block}");
+        }
+        for footer in [
+            "Sent from my iPhone",
+            "Von meinem iPhone gesendet",
+            "Envoyé de mon iPhone",
+            "Enviado desde mi iPhone",
+            "Inviato da iPhone",
+            "Wysłane z iPhone'a",
+            "Отправлено с iPhone",
+            "iPhone'umdan gönderildi",
+            "Lähetetty iPhonesta",
+            "Skickat från min iPhone",
+            "Odesláno z iPhonu",
+            "iPhoneから送信",
+            "从我的iPhone发送",
+            "iPhone에서 보냄",
+            "Get Outlook for Android",
+            "Von Outlook für Android gesendet",
+            "Envoyé à partir de Outlook pour Android",
+            "Отправлено из Outlook для Android",
+            "Sent from my Samsung Galaxy smartphone.",
+            "Sent from my Android device with K-9 Mail. Please excuse my brevity.",
+            "Sent with Proton Mail secure email.",
+            "Sent from Yahoo Mail on Android",
+            "Trimis de pe iPhone-ul meu",
+            "Στάλθηκε από το iPhone μου",
+        ] {
+            let body = format!("approve\n\n{footer}\n");
+            let t = trim(&body);
+            assert_eq!(t.reply, "approve", "{footer}");
+        }
+    }
+
+    #[test]
+    fn split_attribution_and_real_delimiters() {
+        // Gmail wraps its attribution anywhere, even inside the address.
+        let body = "approve\n\nOn Tue, Nov 24, 2026 at 12:03 PM QMOI (AI Developer) <bot@qm\noi.test> wrote:\n\n> quoted\n";
+        assert_eq!(trim(body).reply, "approve");
+        // A lone em-dash is punctuation, not a signature delimiter.
+        let body =
+            "reject: the fix edits generated code\n—\nregenerate it from the schema instead\n";
+        assert_eq!(
+            trim(body).reply,
+            "reject: the fix edits generated code\n—\nregenerate it from the schema instead"
+        );
+        // "-- " is one.
+        let body = "retry\n-- \nAlice\nHead of CI\n";
+        assert_eq!(trim(body).reply, "retry");
+        // Dashes inside prose are not a separator.
+        let body = "reject: use -- not — in flags\n";
+        assert_eq!(trim(body).reply, "reject: use -- not — in flags");
+    }
+
+    #[test]
+    fn inline_answer_between_quotes_is_read() {
+        let body = "On Tue, Nov 24, 2026 at 12:03 PM QMOI <bot@qmoi.test> wrote:\n> [qmoi #2] Fix proposed\n> Reply `approve` to merge it.\n\napprove\n\n> Proposed fix: retry the flaky test\n> Where: ci/test.sh\n";
+        let reply = trim(body).reply;
+        let r = crate::command::Registry::builtin().expect("commands");
+        assert_eq!(
+            r.parse(&reply).map(|p| p.name),
+            Ok("approve".to_string()),
+            "{reply}"
+        );
     }
 }
