@@ -96,6 +96,16 @@ enum EmailCmd {
         /// The message file.
         file: PathBuf,
     },
+    /// Reply-reading accuracy: qmoi's evaluation set (command accuracy,
+    /// false positives) and, when present, the public corpora's scores.
+    Eval {
+        /// The evaluation set (expected.toml + replies/).
+        #[arg(long, default_value = "tests/eval")]
+        set: PathBuf,
+        /// The public corpora (email_reply_trimmer/, email_reply_parser/).
+        #[arg(long, default_value = "../shared/corpora")]
+        corpora: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +195,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Discord { command } => {
             load_config(&cli, None).and_then(|c| qmoi::channels::discord::cli::run(&c, command))
         }
+        Cmd::Email {
+            command: EmailCmd::Eval { set, corpora },
+        } => qmoi::channels::email::eval::cli(set, corpora),
         Cmd::Slack {
             command: SlackCmd::Manifest,
         } => load_config(&cli, None).and_then(|c| {

@@ -529,27 +529,28 @@ fn check_trailing(
     idx: usize,
 ) -> Result<(), ParseError> {
     let words = norms(trailing);
-    let mut prev_ends = last_used.is_some_and(Token::ends_clause);
+    // Once a separator has been passed, the rest is commentary.
+    let mut separated = last_used.is_some_and(Token::ends_clause);
     let mut i = 0;
     while i < words.len() {
         if let Some(n) = courtesy_at(g, &words[i..]) {
-            prev_ends = trailing[i + n - 1].ends_clause();
+            separated |= trailing[i + n - 1].ends_clause();
             i += n;
             continue;
         }
         if let Some((j, n)) = phrase_at(registry, &words[i..]) {
             if j == idx {
-                prev_ends = trailing[i + n - 1].ends_clause();
+                separated |= trailing[i + n - 1].ends_clause();
                 i += n;
                 continue;
             }
         }
         if trailing[i].is_symbol() {
-            prev_ends = true;
+            separated = true;
             i += 1;
             continue;
         }
-        if prev_ends || trailing[i].word.starts_with('(') {
+        if separated || trailing[i].word.starts_with('(') {
             return Ok(());
         }
         let extra: Vec<&str> = trailing[i..].iter().map(|t| t.word).collect();

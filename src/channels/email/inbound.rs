@@ -115,6 +115,20 @@ pub fn find_token(mail: &InboundMail, bot_address: &str) -> Option<String> {
         })
 }
 
+/// What the person wrote and the command it reads as: the one reading
+/// shared by the live path, `qmoi email parse` and the evaluation.
+pub fn read_command(
+    mail: &InboundMail,
+    registry: &Registry,
+) -> (
+    String,
+    Result<crate::command::Parsed, crate::command::ParseError>,
+) {
+    let text = reply::trim(&mail.text).reply;
+    let parsed = registry.parse(&text);
+    (text, parsed)
+}
+
 /// Reads a message the way the inbound path would, without acting.
 pub fn examine(raw: &[u8], cfg: &EmailConfig, registry: &Registry) -> Examined {
     let mut ex = Examined {
@@ -132,8 +146,8 @@ pub fn examine(raw: &[u8], cfg: &EmailConfig, registry: &Registry) -> Examined {
         }
     };
     ex.token = find_token(&mail, &cfg.address);
-    let text = reply::trim(&mail.text).reply;
-    match registry.parse(&text) {
+    let (text, parsed) = read_command(&mail, registry);
+    match parsed {
         Ok(p) => ex.command = Some(p.name),
         Err(e) => ex.refused = Some(e.to_string()),
     }

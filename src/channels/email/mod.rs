@@ -9,6 +9,7 @@
 //! - [`inbound`]: the checks, in order, then the engine.
 
 pub mod auth;
+pub mod eval;
 pub mod imap;
 pub mod inbound;
 pub mod markers;

@@ -85,6 +85,8 @@ const EMBEDDED: &[&str] = &[
     // "Some One <info@example.org> wrote:"
     r"(?i)^.+(?-u:\b)[\w.+-]+@[\w.-]+\.\w{2,}(?-u:\b).*wrote:?\s*$",
     r"(?i)^[\s>]*posted by .+ on \d{2}/\d{2}/\d{4}$",
+    // mutt/NeoMutt's common "* Name <x@y> [2026-11-24 12:03]:"
+    r"^[\s>]*\*?\s*.{0,80}<[^<>\s]+@[^<>\s]+>\s*\[[^\]]*\d[^\]]*\]\s*:\s*$",
     // Forwarded / original message blocks
     r"(?i)^[\s>]*begin forwarded message:",
     r"(?i)^[\s>*_]*-{2,}\s*(forwarded|original|reply)\s+message\s*-{2,}",
