@@ -312,7 +312,28 @@ fn email_parse(cli: &Cli, file: &PathBuf) -> Result<()> {
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (registry, _) =
         qmoi::command::Registry::load(&config.paths.commands).context("command definitions")?;
-    let examined = qmoi::channels::email::inbound::examine(&raw, &config.email, &registry);
+    // The memory's checks (token records, replays) need the store, which
+    // a running qmoi holds; without it those checks are listed as not run.
+    let store = config
+        .data_dir
+        .is_dir()
+        .then(|| Store::open(&config.data_dir).ok())
+        .flatten();
+    let tokens = store
+        .as_ref()
+        .zip(config.email.token_secret.clone())
+        .map(|(s, secret)| {
+            qmoi::channels::email::token::Tokens::new(
+                s.clone(),
+                secret,
+                config.email.token_ttl_days,
+            )
+        });
+    let memory = store
+        .as_ref()
+        .zip(tokens.as_ref())
+        .map(|(store, tokens)| qmoi::channels::email::inbound::Memory { tokens, store });
+    let examined = qmoi::channels::email::inbound::examine(&raw, &config.email, &registry, memory);
     let m = examined.mail.as_ref();
     let out = serde_json::json!({
         "file": file.display().to_string(),
@@ -324,6 +345,8 @@ fn email_parse(cli: &Cli, file: &PathBuf) -> Result<()> {
         "reply": examined.reply,
         "command": examined.command,
         "refused": examined.refused,
+        "refusals": examined.refusals,
+        "unchecked": examined.unchecked,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -5,6 +5,7 @@
 
 mod support;
 
+use qmoi::channels::email::inbound::{examine, Memory};
 use qmoi::channels::email::token::Tokens;
 use qmoi::config::{Config, EmailConfig, Secret};
 use qmoi::store::AuditRecord;
@@ -320,7 +321,13 @@ async fn reply_sent_while_down_is_handled_once_after_restart() {
         &raw,
     )
     .await;
-    mail.wait_mail("bot", "", 1).await;
+    let delivered = mail.wait_mail("bot", "", 1).await;
+    // One host: Dovecot's LMTP hop carries Postfix's host name and is on top.
+    let top = header(&delivered[0], "Received").unwrap_or_default();
+    assert!(
+        top.contains("by mail.qmoi.test") && top.contains("LMTP"),
+        "{top}"
+    );
 
     let bot = TestBot::start(email_config(dir.path(), &mail, &gl.url(), None, true)).await;
     let inbox = mail.wait_mail("master", "", 2).await;
@@ -588,14 +595,92 @@ async fn forged_and_invalid_replies_run_nothing() {
     .await;
     assert!(refusal(&bot, "replayed Message-ID").await.contains(&good));
 
+    // `qmoi email parse` runs the same checks and lists every refusal.
+    let registry = qmoi::command::Registry::builtin().expect("commands");
+    let cfg = email_config(dir.path(), &mail, &gl.url(), None, true).email;
+    let memory = || Memory {
+        tokens: &tokens,
+        store: bot.store(),
+    };
+    let ex = examine(good_raw.as_bytes(), &cfg, &registry, Some(memory()));
+    let all = ex.refusals.join(" | ");
+    assert!(all.contains("replayed Message-ID"), "{all}");
+    assert!(all.contains("already used to decide"), "{all}");
+    let alice_raw = client_reply(
+        "master@qmoi.test",
+        &reply_to(&alice_note),
+        &alice_note,
+        "approve",
+        "<parse-check@client.example>",
+    );
+    let ex = examine(alice_raw.as_bytes(), &cfg, &registry, Some(memory()));
+    assert!(
+        ex.refusals
+            .iter()
+            .any(|r| r.contains("sent to another address")),
+        "{:?}",
+        ex.refusals
+    );
+
     assert_eq!(
         gl.writes().len(),
         2,
         "approve + merge, once: {:?}",
         gl.requests()
     );
+    // The spoofed reply was answered to the real master in words that do
+    // not say they sent it.
+    let answers = mail.wait_mail("master", "", 2).await;
+    assert!(
+        answers
+            .iter()
+            .any(|m| text_body(m).contains("a message claiming to be from you")),
+        "{:?}",
+        answers.iter().map(|m| text_body(m)).collect::<Vec<_>>()
+    );
     bot.stop().await;
     assert!(!mail.maildir("bot", "qmoi/rejected").is_empty());
+}
+
+/// An autoresponder that ignores Auto-Submitted answers every answer: qmoi
+/// explains once, then holds its answers (5 rounds → 1 explanation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoresponder_gets_one_answer_not_a_loop() {
+    let mail = MailServer::start(USERS, "");
+    let gl = GitLabServer::start(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let bot = TestBot::start(email_config(dir.path(), &mail, &gl.url(), None, true)).await;
+    let mut details = Vec::new();
+    for round in 1..=5 {
+        let m = format!("<away-{round}@client.example>");
+        let raw = format!("From: master@qmoi.test\r\nTo: bot@qmoi.test\r\nSubject: Re: qmoi did not act on your message\r\nMessage-ID: {m}\r\n\r\nI am out of the office until Monday.\r\n");
+        mail.send(
+            Some(("master", "masterpw")),
+            "submission",
+            "master@qmoi.test",
+            "bot@qmoi.test",
+            &raw,
+        )
+        .await;
+        details.push(refusal(&bot, &m).await);
+    }
+    assert!(!details[0].contains("no answer"), "{}", details[0]);
+    for d in &details[1..] {
+        assert!(d.contains("no answer: this was already explained"), "{d}");
+    }
+    // The one explanation arrives, and carries RFC 3834's marks.
+    let answers = mail.wait_mail("master", "", 1).await;
+    assert_eq!(
+        header(&answers[0], "Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert!(header(&answers[0], "X-Auto-Response-Suppress").is_some());
+    bot.stop().await;
+    assert_eq!(
+        mail.maildir("master", "").len(),
+        1,
+        "one answer in 5 rounds"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

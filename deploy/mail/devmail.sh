@@ -82,6 +82,9 @@ start() {
 base_dir = $dir/dovecot/run
 state_dir = $dir/dovecot/state
 instance_name = qmoi-devmail-$base
+# One host, one name: Dovecot writes its LMTP Received line "by" the same
+# host name as Postfix, as on a real single-server setup (issue #11).
+hostname = mail.$DOMAIN
 log_path = $dir/log/dovecot.log
 listen = 127.0.0.1
 protocols = imap lmtp

@@ -186,7 +186,7 @@ pub fn mime(data: &[u8]) {
         trusted_mta: "mail.qmoi.test".into(),
         ..EmailConfig::default()
     };
-    let _ = inbound::examine(data, &cfg, registry());
+    let _ = inbound::examine(data, &cfg, registry(), None);
     if let Ok(mail) = parse::parse(data) {
         let _ = reply::trim(&mail.text);
     }

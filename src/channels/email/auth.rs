@@ -50,10 +50,7 @@ pub fn verify(
     }
 
     if !cfg.trusted_mta.is_empty() {
-        match received
-            .iter()
-            .find(|r| received_by(r).is_some_and(|by| by.eq_ignore_ascii_case(&cfg.trusted_mta)))
-        {
+        match acceptance_hop(received, &cfg.trusted_mta) {
             Some(r) => match authenticated_sender(r) {
                 Some(sender) if sender.eq_ignore_ascii_case(from) => {
                     return Ok(format!(
@@ -152,13 +149,43 @@ fn strip_comments(s: &str) -> String {
     out
 }
 
-/// The host after `by` in a Received line.
-fn received_by(r: &str) -> Option<String> {
+/// The `Received` line where `mta` accepted the message from its sender:
+/// the topmost line written by `mta` that is not one of its own internal
+/// hops. On a one-host server Postfix and Dovecot share a name, and
+/// Dovecot's LMTP delivery line ("from mail.x by mail.x with LMTP") sits
+/// on top; it never carries "Authenticated sender", so it is stepped over
+/// (as is any hop from the host to itself or over a local protocol). Lines
+/// further down were written before the message reached `mta` — by anyone,
+/// so they are never read.
+fn acceptance_hop<'a>(received: &'a [String], mta: &str) -> Option<&'a String> {
+    received
+        .iter()
+        .filter(|r| received_by(r).is_some_and(|by| by.eq_ignore_ascii_case(mta)))
+        .find(|r| !internal_hop(r, mta))
+}
+
+/// A hop inside the trusted host: local delivery protocols (LMTP, LOCAL)
+/// or a hop from the host to itself.
+fn internal_hop(r: &str, mta: &str) -> bool {
+    let with = word_after(r, "with")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let from_self = word_after(r, "from").is_some_and(|f| f.eq_ignore_ascii_case(mta));
+    with.starts_with("LMTP") || with == "LOCAL" || (from_self && authenticated_sender(r).is_none())
+}
+
+/// The word after `key` in a Received line (`from X`, `by X`, `with X`).
+fn word_after(r: &str, key: &str) -> Option<String> {
     let words: Vec<&str> = r.split_whitespace().collect();
     words
         .windows(2)
-        .find(|w| w[0].eq_ignore_ascii_case("by"))
+        .find(|w| w[0].eq_ignore_ascii_case(key))
         .map(|w| w[1].trim_end_matches(';').to_string())
+}
+
+/// The host after `by` in a Received line.
+fn received_by(r: &str) -> Option<String> {
+    word_after(r, "by")
 }
 
 /// `(Authenticated sender: X)` in a Received line.
@@ -228,5 +255,25 @@ mod tests {
         let forged =
             "from x (Authenticated sender: master@qmoi.test) by mail.qmoi.test".to_string();
         assert!(verify("master@qmoi.test", &[], &[lmtp, plain, forged], &c).is_err());
+    }
+
+    /// Postfix and Dovecot on one host share its name: Dovecot's LMTP hop
+    /// is on top and is stepped over to Postfix's submission hop.
+    #[test]
+    fn one_host_server_finds_the_submission_hop() {
+        let c = cfg(&[], "mail.qmoi.test");
+        let lmtp = "from mail.qmoi.test by mail.qmoi.test with LMTP id 8f2 (envelope-from <master@qmoi.test>) for <bot+t@qmoi.test>; Tue, 24 Nov 2026 12:03:00 +0100".to_string();
+        let sub = "from [127.0.0.1] (localhost [127.0.0.1]) (Authenticated sender: master@qmoi.test) by mail.qmoi.test (Postfix) with ESMTPSA id 4Q for <bot+t@qmoi.test>; Tue, 24 Nov 2026 12:03:00 +0100".to_string();
+        assert!(verify("master@qmoi.test", &[], &[lmtp.clone(), sub.clone()], &c).is_ok());
+        // Unauthenticated delivery on port 25 with a forged line below it.
+        let mx =
+            "from evil.test (evil.test [192.0.2.1]) by mail.qmoi.test (Postfix) with ESMTPS id 5R"
+                .to_string();
+        let err = verify("master@qmoi.test", &[], &[lmtp.clone(), mx, sub], &c)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("not submitted with authentication"), "{err}");
+        // Only internal hops: nothing vouches.
+        assert!(verify("master@qmoi.test", &[], &[lmtp], &c).is_err());
     }
 }

@@ -9,10 +9,12 @@
 //! engine (which checks the person's role and decides once) → answer.
 
 use super::auth;
+use super::limit;
 use super::outbound::NAME;
 use super::parse::{self, bracket, InboundMail};
 use super::reply;
 use super::token::{self, TokenError, Tokens};
+use crate::clock::SharedClock;
 use crate::command::{Command, Evidence, Origin, Registry};
 use crate::config::EmailConfig;
 use crate::engine::Engine;
@@ -87,12 +89,156 @@ pub struct Examined {
     pub reply: Option<String>,
     /// The command it parses to.
     pub command: Option<String>,
-    /// Why it would be refused (checks that need no memory or server).
+    /// The first reason it would be refused (the one the live path answers).
     pub refused: Option<String>,
+    /// Every reason it would be refused, in the live path's order.
+    pub refusals: Vec<String>,
+    /// Checks that could not run here, and why.
+    pub unchecked: Vec<String>,
+}
+
+/// qmoi's memory, for the checks that need it (token records, replays).
+pub struct Memory<'a> {
+    /// Issued reply tokens.
+    pub tokens: &'a Tokens,
+    /// Where handled Message-IDs are remembered.
+    pub store: &'a Store,
+}
+
+/// Whether a token allows `spec` as an answer and has not decided it yet;
+/// `Ok` carries the question it decides.
+fn answer_allowed(
+    spec: &crate::command::CommandSpec,
+    record: &token::TokenRecord,
+) -> Result<Option<String>, String> {
+    let allowed =
+        spec.read_only || spec.name == "confirm" || record.answers.iter().any(|a| a == &spec.name);
+    if !allowed {
+        let offers = if record.answers.is_empty() {
+            "nothing".to_string()
+        } else {
+            record.answers.join(", ")
+        };
+        return Err(format!(
+            "`{}` is not an answer to this message; it accepts: {offers} (and status, help, history)",
+            spec.name
+        ));
+    }
+    match &spec.decides {
+        Some(q) if record.used_for.iter().any(|u| u == q) => Err(
+            "this reply link was already used to decide; reply to qmoi's latest message instead"
+                .to_string(),
+        ),
+        q => Ok(q.clone()),
+    }
+}
+
+/// The answer to a message whose sender could not be verified: it goes to
+/// the From address, which may be forged, so it speaks of "a message
+/// claiming to be from you" and never as if they had sent it.
+fn forged_from_answer(mail: &InboundMail, why: &str) -> String {
+    format!(
+        "qmoi received a message claiming to be from you (subject \"{}\") and did not act on it: \
+         its sender could not be verified ({why}). If you did not send it, someone may be using \
+         your address; nothing was run. If you did, reply from your own mail account to a qmoi \
+         notification.",
+        mail.subject.chars().take(120).collect::<String>()
+    )
+}
+
+/// Reads a message the way the inbound path would, without acting: every
+/// check the live path makes, in its order, each failure listed. Checks on
+/// memory (token records, replays) run when `memory` is given.
+pub fn examine(
+    raw: &[u8],
+    cfg: &EmailConfig,
+    registry: &Registry,
+    memory: Option<Memory<'_>>,
+) -> Examined {
+    let mut ex = Examined {
+        mail: None,
+        token: None,
+        reply: None,
+        command: None,
+        refused: None,
+        refusals: Vec::new(),
+        unchecked: Vec::new(),
+    };
+    if raw.len() as u64 > cfg.max_message_bytes {
+        ex.refusals.push(format!(
+            "message of {} bytes exceeds email.max_message_bytes ({})",
+            raw.len(),
+            cfg.max_message_bytes
+        ));
+    }
+    let mail = match parse::parse(raw) {
+        Ok(m) => m,
+        Err(e) => {
+            ex.refusals.push(e.to_string());
+            ex.refused = ex.refusals.first().cloned();
+            return ex;
+        }
+    };
+    if let Some(why) = &mail.auto_reply {
+        ex.refusals.push(format!(
+            "automatic reply ({why}): ignored without an answer"
+        ));
+    }
+    let mut record = None;
+    match &memory {
+        Some(m) => {
+            if let Ok(Some(first)) = m.store.get::<Seen>(SEEN, mail.message_id.as_bytes()) {
+                ex.refusals.push(format!(
+                    "replayed Message-ID {} (first handled {})",
+                    mail.message_id,
+                    first.at.format("%Y-%m-%d %H:%M UTC")
+                ));
+            }
+        }
+        None => ex
+            .unchecked
+            .push("replay and reply-token records (qmoi's memory was not opened)".into()),
+    }
+    ex.token = find_token(&mail, &cfg.address);
+    match (&ex.token, &memory) {
+        (None, _) => ex
+            .refusals
+            .push("this message carries no qmoi reply token".into()),
+        (Some(tok), Some(m)) => match m.tokens.check(tok, &mail.from) {
+            Ok(Ok((_, r))) => record = Some(r),
+            Ok(Err(e)) => ex.refusals.push(e.to_string()),
+            Err(e) => ex.unchecked.push(format!("reply token: {e}")),
+        },
+        (Some(_), None) => {}
+    }
+    if let Err(why) = auth::verify(&mail.from, &mail.auth_results, &mail.received, cfg) {
+        ex.refusals
+            .push(format!("sender authentication failed: {why}"));
+    }
+    let (text, parsed) = read_command(&mail, registry);
+    match parsed {
+        Ok(p) => {
+            if let (Some(spec), Some(r)) = (registry.get(&p.name), &record) {
+                if let Err(why) = answer_allowed(spec, r) {
+                    ex.refusals.push(why);
+                }
+            }
+            ex.command = Some(p.name);
+        }
+        Err(e) if text.trim().is_empty() => ex
+            .refusals
+            .push(format!("no command above the quoted text ({e})")),
+        Err(e) => ex.refusals.push(e.to_string()),
+    }
+    ex.refused = ex.refusals.first().cloned();
+    ex.reply = Some(text);
+    ex.mail = Some(mail);
+    ex
 }
 
 /// Handles received mail.
 pub struct Inbound {
+    clock: SharedClock,
     cfg: EmailConfig,
     engine: Engine,
     notifier: Arc<Notifier>,
@@ -129,40 +275,6 @@ pub fn read_command(
     (text, parsed)
 }
 
-/// Reads a message the way the inbound path would, without acting.
-pub fn examine(raw: &[u8], cfg: &EmailConfig, registry: &Registry) -> Examined {
-    let mut ex = Examined {
-        mail: None,
-        token: None,
-        reply: None,
-        command: None,
-        refused: None,
-    };
-    let mail = match parse::parse(raw) {
-        Ok(m) => m,
-        Err(e) => {
-            ex.refused = Some(e.to_string());
-            return ex;
-        }
-    };
-    ex.token = find_token(&mail, &cfg.address);
-    let (text, parsed) = read_command(&mail, registry);
-    match parsed {
-        Ok(p) => ex.command = Some(p.name),
-        Err(e) => ex.refused = Some(e.to_string()),
-    }
-    if let Some(why) = &mail.auto_reply {
-        ex.refused = Some(format!("automatic reply ({why})"));
-    } else if ex.token.is_none() {
-        ex.refused = Some("no reply token".into());
-    } else if let Err(why) = auth::verify(&mail.from, &mail.auth_results, &mail.received, cfg) {
-        ex.refused = Some(format!("sender authentication failed: {why}"));
-    }
-    ex.reply = Some(text);
-    ex.mail = Some(mail);
-    ex
-}
-
 impl Inbound {
     /// Wires the inbound path.
     pub fn new(
@@ -174,6 +286,7 @@ impl Inbound {
         registry: Arc<Registry>,
     ) -> Self {
         Inbound {
+            clock: crate::clock::SystemClock::shared(),
             cfg,
             engine,
             notifier,
@@ -181,6 +294,12 @@ impl Inbound {
             store,
             registry,
         }
+    }
+
+    /// Reads time from `clock` (the answer limits' hour).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Handles one message fetched from `location` (`uidvalidity:uid`).
@@ -270,12 +389,13 @@ impl Inbound {
         };
         let nid = (record.notification != 0).then_some(record.notification);
         if let Err(why) = auth::verify(&mail.from, &mail.auth_results, &mail.received, &self.cfg) {
+            let answer = forged_from_answer(&mail, &why);
             let why = format!("sender authentication failed, so nothing was run: {why}");
             return self
-                .finish(Some(&mail), Disposition::Refused(why), nid)
+                .finish_with(Some(&mail), Disposition::Refused(why), nid, Some(answer))
                 .await;
         }
-        let text = reply::trim(&mail.text).reply;
+        let (text, parsed) = read_command(&mail, &self.registry);
         if text.trim().is_empty() {
             let why =
                 "I found no command above the quoted text; write e.g. `approve` on the first line"
@@ -285,30 +405,14 @@ impl Inbound {
                 .await;
         }
         let mut decides = None;
-        if let Ok(p) = self.registry.parse(&text) {
-            if let Some(spec) = self.registry.get(&p.name) {
-                let allowed = spec.read_only
-                    || spec.name == "confirm"
-                    || record.answers.iter().any(|a| a == &spec.name);
-                if !allowed {
-                    let offers = if record.answers.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        record.answers.join(", ")
-                    };
-                    let why = format!("`{}` is not an answer to this message; it accepts: {offers} (and status, help, history)", spec.name);
+        let parsed_ok = parsed.ok();
+        if let Some(spec) = parsed_ok.as_ref().and_then(|p| self.registry.get(&p.name)) {
+            match answer_allowed(spec, &record) {
+                Ok(q) => decides = q,
+                Err(why) => {
                     return self
                         .finish(Some(&mail), Disposition::Refused(why), nid)
-                        .await;
-                }
-                if let Some(q) = &spec.decides {
-                    if record.used_for.iter().any(|u| u == q) {
-                        let why = "this reply link was already used to decide; reply to qmoi's latest message instead".to_string();
-                        return self
-                            .finish(Some(&mail), Disposition::Refused(why), nid)
-                            .await;
-                    }
-                    decides = Some(q.clone());
+                        .await
                 }
             }
         }
@@ -326,12 +430,23 @@ impl Inbound {
             },
         )
         .answering(nid);
+        let unread = parsed_ok.is_none();
         let answer = self.engine.handle(cmd).await;
         if let (Some(q), CommandStatus::Succeeded) = (&decides, answer.status) {
             self.tokens.mark_used(&token_id, q)?;
         }
-        let summary = format!("{:?}: {}", answer.status, answer.text);
-        self.reply(&mail, &answer.text, nid)?;
+        let mut summary = format!("{:?}: {}", answer.status, answer.text);
+        // Text that is no command is how autoresponders answer: explained
+        // within the same limits as a refusal, so no loop starts.
+        let verdict = if unread {
+            limit::refusal(&self.store, &mail.from, &answer.text, self.clock.now())?
+        } else {
+            limit::Verdict::Explain
+        };
+        match verdict {
+            limit::Verdict::Explain => self.reply(&mail, &answer.text, nid)?,
+            limit::Verdict::Hold(note) => summary.push_str(&format!(" ({note})")),
+        }
         self.record(&mail, &Disposition::Processed(summary.clone()))
             .await?;
         Ok(Disposition::Processed(summary))
@@ -344,10 +459,33 @@ impl Inbound {
         d: Disposition,
         nid: Option<u64>,
     ) -> Result<Disposition, InboundError> {
+        self.finish_with(mail, d, nid, None).await
+    }
+
+    /// Like [`Inbound::finish`], with the answer's wording given. A refusal
+    /// is explained at most once per sender and reason per hour, and not at
+    /// all to a sender whose refusals come at machine rate (no mail loops);
+    /// the audit log records every one either way.
+    async fn finish_with(
+        &self,
+        mail: Option<&InboundMail>,
+        mut d: Disposition,
+        nid: Option<u64>,
+        answer: Option<String>,
+    ) -> Result<Disposition, InboundError> {
         if let (Some(mail), Disposition::Refused(why)) = (mail, &d) {
-            let text = format!("qmoi did not act on your message: {why}.");
-            if let Err(e) = self.reply(mail, &text, nid) {
-                tracing::warn!(error = %e, "could not queue the refusal answer");
+            match limit::refusal(&self.store, &mail.from, why, self.clock.now())? {
+                limit::Verdict::Explain => {
+                    let text = answer
+                        .unwrap_or_else(|| format!("qmoi did not act on your message: {why}."));
+                    if let Err(e) = self.reply(mail, &text, nid) {
+                        tracing::warn!(error = %e, "could not queue the refusal answer");
+                    }
+                }
+                limit::Verdict::Hold(note) => {
+                    tracing::info!(from = %mail.from, %note, "refusal not answered");
+                    d = Disposition::Refused(format!("{why} ({note})"));
+                }
             }
         }
         match mail {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod eval;
 pub mod imap;
 pub mod inbound;
+pub mod limit;
 pub mod markers;
 pub mod outbound;
 pub mod parse;

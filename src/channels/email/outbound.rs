@@ -27,19 +27,38 @@ const THREADS: &str = "email_threads";
 /// Per (outbox id, recipient): already sent.
 const SENT: &str = "email_sent";
 
-/// `Auto-Submitted: auto-generated` keeps vacation responders from answering.
+/// RFC 3834 `Auto-Submitted`: `auto-generated` on notifications,
+/// `auto-replied` on qmoi's answers to mail; either keeps vacation
+/// responders from answering.
 #[derive(Clone)]
-struct AutoSubmitted;
+struct AutoSubmitted(&'static str);
 
 impl Header for AutoSubmitted {
     fn name() -> HeaderName {
         HeaderName::new_from_ascii_str("Auto-Submitted")
     }
     fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(AutoSubmitted)
+        Ok(AutoSubmitted("auto-generated"))
     }
     fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "auto-generated".into())
+        HeaderValue::new(Self::name(), self.0.into())
+    }
+}
+
+/// `X-Auto-Response-Suppress: All`: Exchange/Outlook send no out-of-office
+/// or other automatic answers to qmoi's mail (RFC 3834 is not enough for them).
+#[derive(Clone)]
+struct SuppressAutoResponses;
+
+impl Header for SuppressAutoResponses {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Auto-Response-Suppress")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(SuppressAutoResponses)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "All".into())
     }
 }
 
@@ -161,6 +180,7 @@ impl EmailChannel {
         token: &str,
         message_id: &str,
         thread: &[String],
+        replied: bool,
     ) -> Result<(), DeliveryError> {
         let to: Mailbox = to
             .parse()
@@ -178,7 +198,12 @@ impl EmailChannel {
             .to(to)
             .subject(subject)
             .message_id(Some(message_id.to_string()))
-            .header(AutoSubmitted);
+            .header(AutoSubmitted(if replied {
+                "auto-replied"
+            } else {
+                "auto-generated"
+            }))
+            .header(SuppressAutoResponses);
         if let Some(first) = thread.first() {
             b = b
                 .in_reply_to(thread.last().cloned().unwrap_or_else(|| first.clone()))
@@ -246,6 +271,7 @@ impl EmailChannel {
             &token,
             &message_id,
             &thread,
+            true,
         )
         .await?;
         Ok(Delivered {
@@ -339,6 +365,7 @@ impl Channel for EmailChannel {
                 &token,
                 &message_id,
                 &parents,
+                false,
             )
             .await?;
             thread.push(message_id.clone());

@@ -142,6 +142,57 @@ fn auto_reply(parsed: &ParsedMail<'_>, subject: &str) -> Option<String> {
     {
         return Some("empty Return-Path (a bounce)".into());
     }
+    // Senders that ask not to be auto-answered, mailing lists, loops,
+    // delivery reports: answering any of them can start a mail loop.
+    for name in [
+        "X-Auto-Response-Suppress",
+        "List-Id",
+        "List-Unsubscribe",
+        "X-Loop",
+        "X-Failed-Recipients",
+        "Feedback-ID",
+    ] {
+        if let Some(v) = h.get_first_value(name) {
+            let v = v.trim();
+            if !(name == "X-Auto-Response-Suppress" && v.eq_ignore_ascii_case("none")) {
+                return Some(format!(
+                    "{name}: {}",
+                    v.chars().take(60).collect::<String>()
+                ));
+            }
+        }
+    }
+    if parsed
+        .ctype
+        .mimetype
+        .eq_ignore_ascii_case("multipart/report")
+    {
+        return Some("a delivery or read report (multipart/report)".into());
+    }
+    if let Some(from) = h.get_first_value("From") {
+        let local = from
+            .rsplit_once('@')
+            .map(|(l, _)| {
+                l.rsplit(['<', ' ', '"'])
+                    .next()
+                    .unwrap_or(l)
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if [
+            "mailer-daemon",
+            "postmaster",
+            "noreply",
+            "no-reply",
+            "donotreply",
+            "do-not-reply",
+        ]
+        .iter()
+        .any(|a| local == *a)
+        {
+            return Some(format!("sent by {local}@"));
+        }
+    }
     let s = subject.to_lowercase();
     AUTO_SUBJECTS
         .iter()
@@ -301,6 +352,24 @@ mod tests {
     fn auto_replies_and_garbage() {
         let raw = b"From: a@example.com\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\naway";
         assert!(parse(raw).expect("parses").auto_reply.is_some());
+        for h in [
+            "X-Auto-Response-Suppress: All",
+            "List-Id: <ci.lists.example.com>",
+            "X-Loop: helpdesk@example.com",
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=x",
+        ] {
+            let raw = format!("From: a@example.com\r\n{h}\r\n\r\nretry");
+            assert!(
+                parse(raw.as_bytes())
+                    .map(|m| m.auto_reply.is_some())
+                    .unwrap_or(true),
+                "{h}"
+            );
+        }
+        let raw = b"From: Mail Delivery System <MAILER-DAEMON@example.com>\r\n\r\nretry";
+        assert!(parse(raw).expect("parses").auto_reply.is_some());
+        let raw = b"From: a@example.com\r\nX-Auto-Response-Suppress: None\r\n\r\nretry";
+        assert_eq!(parse(raw).expect("parses").auto_reply, None);
         assert_eq!(parse(b"Subject: x\r\n\r\nbody"), Err(MailError::NoSender));
         let raw = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment\r\n\r\nxx\r\n--zz--\r\n";
         assert_eq!(parse(raw), Err(MailError::NoText));
