@@ -55,18 +55,52 @@ struct Cursor {
     last_uid: u32,
 }
 
+/// Reconnect delays: doubling from 0.5 s to 60 s while connecting fails,
+/// back to the start after a healthy session (one that logged in, selected
+/// the mailbox and caught up), so a later outage is retried promptly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(60);
+
+    /// A fresh backoff.
+    pub fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The wait before the next attempt after a session ended; `healthy`
+    /// says whether that session worked before it ended.
+    pub fn after(&mut self, healthy: bool) -> Duration {
+        if healthy {
+            self.next = Self::FIRST;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
 /// Runs forever: connect, catch up, IDLE, repeat; reconnect on failure.
 pub async fn run(cfg: EmailConfig, inbound: Arc<Inbound>, store: Store) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new();
     loop {
-        match session(&cfg, &inbound, &store).await {
-            Ok(()) => backoff = Duration::from_millis(500),
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "IMAP session ended; reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
+        let mut healthy = false;
+        let result = session(&cfg, &inbound, &store, &mut healthy).await;
+        let wait = backoff.after(healthy);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, healthy, retry_in_ms = wait.as_millis() as u64, "IMAP session ended; reconnecting");
         }
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -104,7 +138,19 @@ fn tls_connector(cfg: &EmailConfig) -> Result<tokio_rustls::TlsConnector, ImapEr
 async fn tls(cfg: &EmailConfig, tcp: TcpStream) -> Result<TlsStream<TcpStream>, ImapError> {
     let name = rustls::pki_types::ServerName::try_from(cfg.imap_host.clone())
         .map_err(|e| ImapError::Config(format!("email.imap_host '{}': {e}", cfg.imap_host)))?;
-    timed(cfg, "TLS handshake", tls_connector(cfg)?.connect(name, tcp)).await
+    match tokio::time::timeout(
+        Duration::from_secs(cfg.command_timeout_secs.max(1)),
+        tls_connector(cfg)?.connect(name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(match super::tls::explain(&e) {
+            Some(words) => ImapError::Config(format!("IMAP server {}: {words}", cfg.imap_host)),
+            None => ImapError::Io(e),
+        }),
+        Err(_) => Err(ImapError::Timeout("TLS handshake")),
+    }
 }
 
 async fn connect(cfg: &EmailConfig) -> Result<Session, ImapError> {
@@ -167,7 +213,12 @@ fn cursor_key(cfg: &EmailConfig) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn session(cfg: &EmailConfig, inbound: &Inbound, store: &Store) -> Result<(), ImapError> {
+async fn session(
+    cfg: &EmailConfig,
+    inbound: &Inbound,
+    store: &Store,
+    healthy: &mut bool,
+) -> Result<(), ImapError> {
     let mut s = connect(cfg).await?;
     for folder in [&cfg.processed_folder, &cfg.rejected_folder] {
         // "already exists" is fine; anything else shows up at MOVE time.
@@ -197,6 +248,7 @@ async fn session(cfg: &EmailConfig, inbound: &Inbound, store: &Store) -> Result<
     let idle_for = Duration::from_secs(cfg.idle_secs.max(1)).min(MAX_IDLE);
     loop {
         catch_up(cfg, &mut s, inbound, store, &key, &mut cursor).await?;
+        *healthy = true;
         while s.unsolicited_responses.try_recv().is_ok() {}
         let mut idle = s.idle();
         timed(cfg, "IDLE", idle.init()).await?;
@@ -271,4 +323,22 @@ async fn catch_up(
         tracing::info!(uid, folder = %folder, reason = disposition.reason(), "email filed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_while_failing_and_resets_after_a_healthy_session() {
+        let mut b = Backoff::new();
+        let waits: Vec<u64> = (0..9).map(|_| b.after(false).as_millis() as u64).collect();
+        assert_eq!(
+            waits,
+            [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
+        );
+        // A session that worked, then dropped: retried at once-ish, not after 60 s.
+        assert_eq!(b.after(true), Duration::from_millis(500));
+        assert_eq!(b.after(false), Duration::from_millis(1000));
+    }
 }

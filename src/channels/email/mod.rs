@@ -17,6 +17,7 @@ pub mod markers;
 pub mod outbound;
 pub mod parse;
 pub mod reply;
+pub mod tls;
 pub mod token;
 
 use crate::command::Registry;
