@@ -257,6 +257,11 @@ pub fn cli(set: &Path, corpora: &Path) -> anyhow::Result<()> {
             o.note
         );
     }
+    let (per_sec, bytes) = throughput(set, &registry)?;
+    println!(
+        "  throughput: {per_sec:.0} replies/s read whole (MIME → reply → command), {:.1} MB/s, one thread",
+        per_sec * bytes as f64 / report.total.max(1) as f64 / 1e6
+    );
     if corpora.is_dir() {
         let scores = corpus_scores(corpora)?;
         let (m, t) = scores
@@ -282,4 +287,26 @@ pub fn cli(set: &Path, corpora: &Path) -> anyhow::Result<()> {
         anyhow::bail!("{} false positive(s)", report.false_positives);
     }
     Ok(())
+}
+
+/// Replies per second read whole (MIME, reply text, command), over the set
+/// for at least one second; and the set's size in bytes.
+fn throughput(set: &Path, registry: &Registry) -> Result<(f64, usize), EvalError> {
+    let dir = set.join("replies");
+    let mut raws = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| EvalError::Io(dir.clone(), e))?.flatten() {
+        raws.push(std::fs::read(e.path()).map_err(|err| EvalError::Io(e.path(), err))?);
+    }
+    let bytes = raws.iter().map(Vec::len).sum();
+    let start = std::time::Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < std::time::Duration::from_secs(1) || n == 0 {
+        for raw in &raws {
+            if let Ok(mail) = parse::parse(raw) {
+                let _ = inbound::read_command(&mail, registry);
+            }
+            n += 1;
+        }
+    }
+    Ok((n as f64 / start.elapsed().as_secs_f64(), bytes))
 }
