@@ -114,6 +114,7 @@ pub const CHECKS: &[Check] = &[
     notify_channels,
     notify_delivery,
     email_section,
+    email_tls,
     gitlab_section,
     github_section,
     api_section,
@@ -419,6 +420,14 @@ fn email_section(input: &Input, f: &mut Findings) {
     }
     if e.insecure_skip_sender_auth {
         f.warn("email.insecure_skip_sender_auth", "DANGER: on — anyone who can forge a From header and holds a reply token can run commands. Development only.");
+    }
+}
+
+/// `email.ca_file` and the server certificate in it, verified as the
+/// connection will verify them (issue #11's `channels::email::tls::check`).
+fn email_tls(input: &Input, f: &mut Findings) {
+    for p in crate::channels::email::tls::check(&input.config.email) {
+        f.error(p.key, p.message);
     }
 }
 
