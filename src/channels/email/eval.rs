@@ -294,7 +294,10 @@ pub fn cli(set: &Path, corpora: &Path) -> anyhow::Result<()> {
 fn throughput(set: &Path, registry: &Registry) -> Result<(f64, usize), EvalError> {
     let dir = set.join("replies");
     let mut raws = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(|e| EvalError::Io(dir.clone(), e))?.flatten() {
+    for e in std::fs::read_dir(&dir)
+        .map_err(|e| EvalError::Io(dir.clone(), e))?
+        .flatten()
+    {
         raws.push(std::fs::read(e.path()).map_err(|err| EvalError::Io(e.path(), err))?);
     }
     let bytes = raws.iter().map(Vec::len).sum();
