@@ -317,7 +317,7 @@ fn email_parse(cli: &Cli, file: &PathBuf) -> Result<()> {
     let store = config
         .data_dir
         .is_dir()
-        .then(|| Store::open(&config.data_dir).ok())
+        .then(|| qmoi::store::Store::open(&config.data_dir).ok())
         .flatten();
     let tokens = store
         .as_ref()
