@@ -288,6 +288,7 @@ pub async fn start_with_clock(
         store: store.clone(),
         metrics,
         mirror: mirror.clone(),
+        clock: clock.clone(),
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -298,11 +299,14 @@ pub async fn start_with_clock(
         if let Some(routes) = discord_routes {
             app = app.merge(routes);
         }
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .await
         {
             tracing::error!(error = %e, "HTTP server stopped");
         }

@@ -9,6 +9,9 @@ use crate::config::PersonConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+/// The dashboard channel's name (see `web::dashboard`).
+const DASHBOARD: &str = "dashboard";
+
 /// A resolved person, as the engine and the audit log see them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Person {
@@ -44,6 +47,9 @@ impl Directory {
                 name: p.name.clone(),
                 roles: p.roles.clone(),
             });
+            // The dashboard's sign-in link proves who someone is; their
+            // dashboard identity is their name.
+            dir.by_identity.insert(key(DASHBOARD, &p.name), idx);
             for (channel, ids) in &p.identities {
                 for id in ids {
                     dir.by_identity.insert(key(channel, id), idx);

@@ -74,6 +74,26 @@ enum Cmd {
         #[command(subcommand)]
         command: EmailCmd,
     },
+    /// The master's dashboard.
+    Dashboard {
+        #[command(subcommand)]
+        command: DashboardCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DashboardCmd {
+    /// Print a single-use sign-in link (asks the running bot).
+    ///
+    /// Example: `qmoi dashboard login-url --url https://qmoi.example.org`
+    LoginUrl {
+        /// Where the running bot answers (default: server.listen).
+        #[arg(long)]
+        url: Option<String>,
+        /// Sign in as this person (default: the first master).
+        #[arg(long)]
+        person: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +218,9 @@ fn main() -> std::process::ExitCode {
         Cmd::Email {
             command: EmailCmd::Eval { set, corpora },
         } => qmoi::channels::email::eval::cli(set, corpora),
+        Cmd::Dashboard {
+            command: DashboardCmd::LoginUrl { url, person },
+        } => dashboard_login_url(&cli, url.as_deref(), person.as_deref()),
         Cmd::Slack {
             command: SlackCmd::Manifest,
         } => load_config(&cli, None).and_then(|c| {
@@ -215,6 +238,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn dashboard_login_url(cli: &Cli, url: Option<&str>, person: Option<&str>) -> Result<()> {
+    let config = load_config(cli, None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let link = rt.block_on(qmoi::web::dashboard::client::login_url(
+        &config, url, person,
+    ))?;
+    println!("{}", link.url);
+    eprintln!(
+        "Signs in {} once, within {} minutes.",
+        link.person, link.valid_minutes
+    );
+    Ok(())
 }
 
 async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {

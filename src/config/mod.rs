@@ -7,6 +7,7 @@
 //! The defaults alone make a working bot: memory in `./qmoi-data`, HTTP on
 //! 127.0.0.1:8080 and the console channel, whose operator is the master.
 
+mod dashboard;
 mod discord;
 pub mod dotenv;
 pub mod memory;
@@ -15,10 +16,12 @@ pub mod origin;
 mod secret;
 pub mod validate;
 
+pub use dashboard::DashboardConfig;
 pub use discord::{valid_command_name, valid_public_key, DiscordConfig, DiscordMode, Problem};
 pub use memory::MemoryConfig;
 pub use mirror::{GitCredential, MirrorConfig, Platform, RemoteConfig, RepoMirrorConfig};
 pub use origin::{Origin, Origins};
+
 pub use secret::{Secret, MASK};
 pub use validate::{load_and_validate, Finding, Level, Validated};
 
@@ -108,6 +111,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// Repository mirroring and failover.
     pub mirror: MirrorConfig,
+    /// The master's dashboard.
+    pub dashboard: DashboardConfig,
 }
 
 /// How Slack delivers events to qmoi.
@@ -444,6 +449,7 @@ impl Default for Config {
             github: GitHubConfig::default(),
             api: ApiConfig::default(),
             email: EmailConfig::default(),
+            dashboard: DashboardConfig::default(),
             slack: SlackConfig::default(),
             discord: DiscordConfig::default(),
             memory: MemoryConfig::default(),

@@ -365,6 +365,28 @@ pub fn verify_chain(store: &Store) -> Result<Result<u64, AuditError>, StoreError
     })
 }
 
+/// Checks exported records (oldest first) on their own: every hash matches
+/// its record and every record points at the one before it. A list that
+/// starts at record 1 must start the chain (`prev` empty); a later start is
+/// taken as given, so a contiguous slice of the log verifies too.
+pub fn verify_records(records: &[AuditRecord]) -> Result<u64, AuditError> {
+    let mut prev: Option<&AuditRecord> = None;
+    for rec in records {
+        if hash_of(rec) != rec.hash {
+            return Err(AuditError::Tampered { seq: rec.seq });
+        }
+        let linked = match prev {
+            Some(p) => rec.prev == p.hash && rec.seq == p.seq + 1,
+            None => rec.seq != 1 || rec.prev.is_empty(),
+        };
+        if !linked {
+            return Err(AuditError::Broken { seq: rec.seq });
+        }
+        prev = Some(rec);
+    }
+    Ok(records.len() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,8 @@ mod retention;
 pub mod seal;
 
 pub use audit::{
-    verify_chain, verify_live, AuditBase, AuditEntry, AuditError, AuditProblem, AuditReport,
+    verify_chain, verify_live, verify_records, AuditBase, AuditEntry, AuditError, AuditProblem,
+    AuditReport,
 };
 pub use export::{export_jsonl, import_jsonl, ExportError};
 pub use index::{IndexDef, IndexHit, Order, TermsFn, INDEX_PREFIX};

@@ -7,6 +7,7 @@
 
 pub mod admin;
 mod api;
+pub mod dashboard;
 mod hooks;
 mod mirror_api;
 
@@ -37,11 +38,27 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Repository mirroring (push webhooks start syncs; the API reads history).
     pub mirror: Arc<crate::mirror::Mirror>,
+    /// The time every timer reads (a test clock in tests).
+    pub clock: crate::clock::SharedClock,
 }
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut dash = None;
+    if state.config.dashboard.enabled {
+        match dashboard::Dashboard::new(
+            state.config.clone(),
+            state.store.clone(),
+            state.engine.clone(),
+            state.clock.clone(),
+        ) {
+            Ok(d) => dash = Some(dashboard::routes(Arc::new(d))),
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard templates failed to load; the dashboard is off")
+            }
+        }
+    }
+    let app = Router::new()
         .route("/hooks/gitlab", post(hooks::gitlab))
         .route("/hooks/github", post(hooks::github))
         .route("/api/v1/events", post(api::post_event))
@@ -52,7 +69,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(admin::routes())
-        .with_state(state)
+        .with_state(state);
+    match dash {
+        Some(d) => app.merge(d),
+        None => app,
+    }
 }
 
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {

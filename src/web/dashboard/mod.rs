@@ -1,0 +1,224 @@
+//! The master's dashboard: server-rendered pages on the same listener at `/`.
+//!
+//! - **Pages** are HTML rendered from typed views ([`views`]) with
+//!   auto-escaping; no JavaScript build step — htmx and its SSE extension
+//!   are vendored and embedded with the CSS ([`assets`]).
+//! - **Live updates** arrive over Server-Sent Events ([`live`]).
+//! - **Answers** from the dashboard are ordinary [`Command`]s from the
+//!   `dashboard` channel: the same engine, authorization, decide-once and
+//!   audit as a Slack click or an email reply.
+//! - **Sign-in** is a single-use link, then a server-side session
+//!   ([`session`]); every state-changing request carries the session's CSRF
+//!   token and must come from this origin (`Sec-Fetch-Site`); every response
+//!   carries a strict Content-Security-Policy (no inline script).
+
+mod assets;
+pub mod client;
+mod live;
+mod overrides;
+mod pages;
+pub mod session;
+pub mod views;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::store::Store;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::Environment;
+use session::{Auth, Session};
+use std::sync::Arc;
+
+/// The channel name dashboard answers carry (`Origin::channel`); every
+/// person's dashboard identity is their name, proven by the sign-in link.
+pub const CHANNEL: &str = "dashboard";
+
+/// Everything the dashboard's handlers share.
+pub struct Dashboard {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Store,
+    pub(crate) engine: Engine,
+    pub(crate) auth: Auth,
+    pub(crate) clock: SharedClock,
+    pub(crate) pages: Environment<'static>,
+}
+
+/// Handle passed to every handler.
+pub type Shared = Arc<Dashboard>;
+
+impl Dashboard {
+    /// Builds the dashboard; fails only when a template does not parse.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        engine: Engine,
+        clock: SharedClock,
+    ) -> Result<Dashboard, minijinja::Error> {
+        let pages = pages::environment(&config.paths.templates)?;
+        Ok(Dashboard {
+            auth: Auth::new(clock.clone(), config.dashboard.clone()),
+            config,
+            store,
+            engine,
+            clock,
+            pages,
+        })
+    }
+
+    /// The signed-in session behind the request's cookie.
+    pub(crate) fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie(headers, session::COOKIE)?;
+        let s = self.auth.session(&id)?;
+        Some((id, s))
+    }
+
+    /// Renders a page template; a template error becomes a 500 page that
+    /// names the template (never data).
+    pub(crate) fn render(&self, name: &str, ctx: minijinja::Value) -> Response {
+        match self.pages.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "dashboard template failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Html(format!("<p>qmoi could not render {name}.</p>")),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// The dashboard's routes, with security headers on every response.
+pub fn routes(dash: Shared) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/live", get(live::stream))
+        .route("/n/{id}", get(pages::timeline))
+        .route("/history", get(pages::history))
+        .route("/history/export", get(pages::export))
+        .route("/answer", post(pages::answer))
+        .route("/override/reopen", post(overrides::reopen))
+        .route("/override/delivery", post(overrides::retry_delivery))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/static/{file}", get(assets::serve))
+        .route(
+            "/api/v1/admin/dashboard/login-url",
+            post(pages::issue_login_url),
+        )
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(dash)
+}
+
+/// Strict headers on every dashboard response: scripts and styles only
+/// from this origin, no framing, no referrer, no caching of pages.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// A cookie's value from the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// A state-changing request must come from a page of this origin: browsers
+/// send `Sec-Fetch-Site`, and anything but `same-origin` is refused.
+/// (Requests without the header — old browsers, scripts — still need the
+/// session cookie, which `SameSite=Strict` keeps off cross-site requests,
+/// and the CSRF token.)
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(site) => site == "same-origin",
+    }
+}
+
+/// A refusal page with a reason (401/403/404…).
+pub(crate) fn refuse(status: StatusCode, reason: &str) -> Response {
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>qmoi</title>\
+         <link rel=stylesheet href=/static/app.css><main class=narrow><h1>qmoi</h1>\
+         <p role=alert>{}</p><p><a href=/login>Sign in</a></p></main>",
+        html_escape(reason)
+    );
+    (status, Html(body)).into_response()
+}
+
+/// Minimal HTML escaping for the few strings built outside templates.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_others_and_escaping_covers_quotes() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-qmoi=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, session::COOKIE).as_deref(), Some("abc"));
+        assert_eq!(
+            html_escape("<a href=\"x\">'"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;"
+        );
+    }
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h));
+    }
+}

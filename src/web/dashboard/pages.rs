@@ -1,0 +1,583 @@
+//! Page handlers: overview, timeline, history and export, answers, sign-in.
+
+use super::session::{csrf_ok, Session, SignInError, COOKIE};
+use super::views::{self, HistoryFilter};
+use super::{refuse, same_origin, Shared, CHANNEL};
+use crate::command::{Command, Evidence, Origin};
+use crate::store::{verify_chain, CommandStatus, StoreError};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use include_dir::{include_dir, Dir};
+use minijinja::{context, Environment};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates/dashboard");
+
+/// How long an answer waits for its action's outcome before the page says
+/// "still running" (the outcome then arrives on the live overview).
+const OUTCOME_WAIT: Duration = Duration::from_secs(20);
+
+/// Page templates: `templates/dashboard/` on disk when present (so operators
+/// can restyle without rebuilding), else the built-in copy. Names end in
+/// `.html`, so minijinja escapes every value for HTML by construction.
+pub fn environment(templates: &std::path::Path) -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.add_filter("utc", utc);
+    env.add_filter("truncate", truncate);
+    let disk = templates.join("dashboard");
+    let mut files: Vec<(String, String)> = Vec::new();
+    if disk.is_dir() {
+        for entry in std::fs::read_dir(&disk).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if let (Some(name), Ok(text)) = (
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string),
+                std::fs::read_to_string(&path),
+            ) {
+                files.push((name, text));
+            }
+        }
+    }
+    for f in BUILTIN.files() {
+        let name = f.path().to_string_lossy().into_owned();
+        if files.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        if let Some(text) = f.contents_utf8() {
+            files.push((name, text.to_string()));
+        }
+    }
+    for (name, text) in files {
+        env.add_template_owned(name, text)?;
+    }
+    Ok(env)
+}
+
+/// `2026-12-01T09:12:03.123Z` → `2026-12-01 09:12 UTC` (the page's script
+/// turns it into the viewer's zone; this is what shows without script).
+fn utc(value: String) -> String {
+    match chrono::DateTime::parse_from_rfc3339(&value) {
+        Ok(t) => t
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string(),
+        Err(_) => value,
+    }
+}
+
+/// Cuts text to `n` characters with a visible ellipsis.
+fn truncate(value: String, n: usize) -> String {
+    if value.chars().count() <= n {
+        return value;
+    }
+    let mut cut: String = value.chars().take(n.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The session, or the refusal to send instead.
+fn signed_in(d: &Shared, headers: &HeaderMap) -> Result<(String, Session), Box<Response>> {
+    d.session(headers).ok_or_else(|| {
+        Box::new(refuse(
+            StatusCode::UNAUTHORIZED,
+            "Sign in first: run `qmoi dashboard login-url` and open the link it prints.",
+        ))
+    })
+}
+
+/// Runs a store read on a blocking thread.
+pub(crate) async fn blocking<T, F>(d: &Shared, f: F) -> Result<T, Box<Response>>
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
+{
+    let d = d.clone();
+    match tokio::task::spawn_blocking(move || f(&d)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Box::new(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the memory could not be read: {e}"),
+        ))),
+        Err(_) => Err(Box::new(refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading failed",
+        ))),
+    }
+}
+
+/// The overview's live part as HTML, for the page and the SSE stream.
+pub(crate) async fn overview_html(d: &Shared, s: &Session) -> Result<String, Box<Response>> {
+    let now = d.clock.now();
+    let ov = blocking(d, move |d| {
+        views::overview(
+            &d.store,
+            d.engine.registry(),
+            &d.config.notify.channels,
+            now,
+        )
+    })
+    .await?;
+    let t = d
+        .pages
+        .get_template("_live.html")
+        .and_then(|t| t.render(context! { ov => ov, s => session_ctx(s) }));
+    t.map_err(|e| {
+        tracing::error!(error = %e, "dashboard live template failed");
+        Box::new(refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not render the overview",
+        ))
+    })
+}
+
+fn session_ctx(s: &Session) -> minijinja::Value {
+    context! {
+        person => s.person.name.clone(),
+        read_only => s.read_only,
+        csrf => s.csrf.clone(),
+        nonce => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// `GET /`.
+pub async fn overview(State(d): State<Shared>, headers: HeaderMap) -> Response {
+    let (_, s) = match d.session(&headers) {
+        Some(v) => v,
+        None => return Redirect::to("/login").into_response(),
+    };
+    match overview_html(&d, &s).await {
+        Ok(live) => d.render(
+            "overview.html",
+            context! { s => session_ctx(&s), live => live, title => "Overview" },
+        ),
+        Err(r) => *r,
+    }
+}
+
+/// `GET /n/{id}`: one notification's timeline.
+pub async fn timeline(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    let (_, s) = match signed_in(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let read = blocking(&d, move |d| {
+        let Some(n) = d.store.notification(id)? else {
+            return Ok(None);
+        };
+        let view = views::notification(&d.store, d.engine.registry(), &n)?;
+        Ok(Some((view, views::timeline(&d.store, id)?)))
+    })
+    .await;
+    match read {
+        Ok(Some((n, entries))) => d.render(
+            "notification.html",
+            context! { s => session_ctx(&s), n => n, entries => entries, title => format!("#{id}") },
+        ),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, &format!("There is no notification #{id}.")),
+        Err(r) => *r,
+    }
+}
+
+/// Records per history page.
+const PAGE: usize = 50;
+
+/// `GET /history`: audit records filtered and paged, with the chain's
+/// verification result.
+pub async fn history(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Query(filter): Query<HistoryFilter>,
+) -> Response {
+    let (_, s) = match signed_in(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let f = filter.clone();
+    let read = blocking(&d, move |d| {
+        let records = views::audit(&d.store, &f)?;
+        let chain = match verify_chain(&d.store)? {
+            Ok(n) => format!("intact: {n} records verified"),
+            Err(e) => format!("BROKEN: {e}"),
+        };
+        Ok((records, chain))
+    })
+    .await;
+    let (records, chain) = match read {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let page = filter.page.unwrap_or(1).max(1);
+    let total = records.len();
+    let pages = total.div_ceil(PAGE).max(1);
+    let shown: Vec<_> = records
+        .into_iter()
+        .skip((page - 1) * PAGE)
+        .take(PAGE)
+        .collect();
+    let query = serde_urlencoded::to_string(HistoryFilter {
+        page: None,
+        ..filter.clone()
+    })
+    .unwrap_or_default();
+    d.render(
+        "history.html",
+        context! {
+            s => session_ctx(&s), title => "History", records => shown, total => total,
+            page => page, pages => pages, f => filter, query => query, chain => chain,
+        },
+    )
+}
+
+/// Export format.
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    /// `jsonl` or `csv`.
+    format: Option<String>,
+    #[serde(flatten)]
+    filter: HistoryFilter,
+}
+
+/// `GET /history/export?format=jsonl|csv&…`: the filtered records, whole,
+/// as a download. JSON lines are the stored records, hashes included, so
+/// the file can be checked against the chain.
+pub async fn export(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> Response {
+    if let Err(r) = signed_in(&d, &headers) {
+        return *r;
+    }
+    let filter = q.filter;
+    let records = match blocking(&d, move |d| views::audit(&d.store, &filter)).await {
+        Ok(mut r) => {
+            r.reverse();
+            r
+        }
+        Err(r) => return *r,
+    };
+    let csv = q.format.as_deref() == Some("csv");
+    let body = if csv {
+        views::audit_csv(&records)
+    } else {
+        records
+            .iter()
+            .filter_map(|r| serde_json::to_string(r).ok())
+            .map(|l| l + "\n")
+            .collect()
+    };
+    let (ctype, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "jsonl")
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ctype.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"qmoi-audit.{ext}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// An answer from a dashboard form.
+#[derive(Deserialize)]
+pub struct AnswerForm {
+    notification: u64,
+    /// A command name from the buttons, or free words from the text box.
+    command: String,
+    /// Unique per rendered form: a double submit is one command.
+    nonce: String,
+    #[serde(default)]
+    csrf: String,
+    /// Set by the confirmation step of dangerous answers.
+    #[serde(default)]
+    confirmed: Option<String>,
+}
+
+/// `POST /answer`: runs through the engine like any other channel.
+pub async fn answer(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<AnswerForm>,
+) -> Response {
+    let (_, s) = match signed_in(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if let Some(r) = forbidden(&headers, &s, &f.csrf) {
+        return r;
+    }
+    let words = f.command.trim().to_string();
+    let verb = words.split_whitespace().next().unwrap_or("").to_lowercase();
+    if views::is_dangerous(&verb) {
+        if !d.auth.recent(&s) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "`{verb}` needs a sign-in from the last {} minutes: sign in again with a new link.",
+                    d.config.dashboard.reauth_minutes
+                ),
+            );
+        }
+        if f.confirmed.as_deref() != Some("yes") {
+            return d.render(
+                "confirm.html",
+                context! { s => session_ctx(&s), title => "Confirm", n => f.notification,
+                command => words, nonce => f.nonce },
+            );
+        }
+    }
+    let text = if words.contains('#') {
+        words.clone()
+    } else {
+        format!("{words} #{}", f.notification)
+    };
+    let cmd = Command::new(
+        format!("dashboard:{}", f.nonce),
+        Origin {
+            channel: CHANNEL.into(),
+            identity: s.person.name.clone(),
+            thread: None,
+        },
+        text,
+        Evidence {
+            kind: "dashboard-form".into(),
+            reference: f.nonce.clone(),
+        },
+    )
+    .answering(Some(f.notification));
+    let accepted = d.engine.accept(cmd).await;
+    let reply = match accepted.outcome {
+        Some(rx) => match tokio::time::timeout(OUTCOME_WAIT, rx).await {
+            Ok(Ok(r)) => r,
+            _ => accepted.ack,
+        },
+        None => accepted.ack,
+    };
+    let ok = matches!(
+        reply.status,
+        CommandStatus::Succeeded | CommandStatus::Running
+    );
+    d.render(
+        "message.html",
+        context! { s => session_ctx(&s), title => "Answer", text => reply.text, ok => ok,
+        n => f.notification, status => format!("{:?}", reply.status) },
+    )
+}
+
+/// The checks every state-changing request passes: same origin, a full
+/// (not read-only) session, and the session's CSRF token.
+pub(crate) fn forbidden(headers: &HeaderMap, s: &Session, csrf: &str) -> Option<Response> {
+    if !same_origin(headers) {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "Refused: the request did not come from this dashboard.",
+        ));
+    }
+    if !csrf_ok(s, csrf) {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "Refused: the form is stale or forged (CSRF token). Reload the page.",
+        ));
+    }
+    if s.read_only {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "Your dashboard is read-only.",
+        ));
+    }
+    None
+}
+
+/// `?t=` on the sign-in page.
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    t: Option<String>,
+}
+
+/// `GET /login`: shows a button (the token is spent only by the POST, so
+/// a mail scanner opening the link signs nobody in).
+pub async fn login_page(State(d): State<Shared>, Query(q): Query<LinkQuery>) -> Response {
+    d.render("login.html", context! { token => q.t, title => "Sign in" })
+}
+
+/// `POST /login`.
+pub async fn login(State(d): State<Shared>, req: Request) -> Response {
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let headers = req.headers().clone();
+    if !same_origin(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Refused: the sign-in did not come from this dashboard.",
+        );
+    }
+    let Ok(Form(q)) = Form::<LinkQuery>::from_request(req, &()).await else {
+        return refuse(StatusCode::BAD_REQUEST, "The sign-in form was malformed.");
+    };
+    let token = q.t.unwrap_or_default();
+    match d.auth.redeem(token.trim(), from) {
+        Ok((id, s)) => {
+            let _ = d.store.audit(
+                crate::store::AuditEntry::new(
+                    "dashboard.signin",
+                    "dashboard",
+                    "signed in with a link",
+                )
+                .by(Some(&s.person.name), Some(CHANNEL)),
+            );
+            let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict");
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(from = %from, reason = %e, "dashboard sign-in refused");
+            let status = match e {
+                SignInError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            refuse(status, &e.to_string())
+        }
+    }
+}
+
+/// The CSRF token on a bare form.
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some((id, s)) = d.session(&headers) {
+        if same_origin(&headers) && csrf_ok(&s, &f.csrf) {
+            d.auth.sign_out(&id);
+        }
+    }
+    let gone = format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, gone)], Redirect::to("/login")).into_response()
+}
+
+/// Body of a login-URL request.
+#[derive(Deserialize, Default)]
+pub struct LinkRequest {
+    /// Person to sign in; default: the first master.
+    #[serde(default)]
+    person: Option<String>,
+}
+
+/// `POST /api/v1/admin/dashboard/login-url` (bearer API token): a
+/// single-use sign-in link, for `qmoi dashboard login-url`.
+pub async fn issue_login_url(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let token = admin_token(&d.config);
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !token.is_some_and(|t| t.matches(presented.trim().as_bytes())) {
+        tracing::warn!("dashboard login-url refused: wrong or missing bearer token");
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong or missing bearer token",
+        );
+    }
+    let req: LinkRequest = if body.is_empty() {
+        LinkRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return api_error(StatusCode::BAD_REQUEST, "malformed", &e.to_string()),
+        }
+    };
+    let people = &d.config.people;
+    let chosen = match &req.person {
+        Some(name) => people.iter().find(|p| p.name.eq_ignore_ascii_case(name)),
+        None => people
+            .iter()
+            .find(|p| p.roles.iter().any(|r| r == "master")),
+    };
+    let Some(p) = chosen else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "no_such_person",
+            "no such person in [[people]]",
+        );
+    };
+    let person = crate::identity::Person {
+        name: p.name.clone(),
+        roles: p.roles.clone(),
+    };
+    match d.auth.issue_link(&person) {
+        Ok(t) => {
+            let base = d
+                .config
+                .dashboard
+                .public_url
+                .clone()
+                .or_else(|| {
+                    headers
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(|h| format!("http://{h}"))
+                })
+                .unwrap_or_else(|| format!("http://{}", d.config.server.listen));
+            let url = format!("{}/login?t={t}", base.trim_end_matches('/'));
+            let _ = d.store.audit(
+                crate::store::AuditEntry::new("dashboard.link", "dashboard", "sign-in link issued")
+                    .by(Some(&person.name), Some("api")),
+            );
+            Json(serde_json::json!({
+                "url": url, "person": person.name, "valid_minutes": d.auth.link_minutes(),
+            }))
+            .into_response()
+        }
+        Err(e) => api_error(StatusCode::FORBIDDEN, "not_allowed", &e.to_string()),
+    }
+}
+
+/// The token that may ask for sign-in links: the admin token of the admin
+/// reads (`memory.admin_token`), or the API token when none is set.
+pub(crate) fn admin_token(config: &crate::config::Config) -> Option<&crate::config::Secret> {
+    config
+        .memory
+        .admin_token
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.api.token.as_ref().filter(|t| !t.is_empty()))
+}
+
+fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
+}

@@ -1,0 +1,276 @@
+//! Sign-in for a self-hosted, single-master tool: single-use links and
+//! server-side sessions.
+//!
+//! A sign-in link is a random 256-bit token handed to the master out of band
+//! (`qmoi dashboard login-url`, which asks the running bot). The page behind
+//! the link only shows a button; the token is spent by the POST that button
+//! sends, because mail scanners and link previewers open links with GET.
+//! Only hashes of tokens and session ids are kept, in this process's memory:
+//! a restart signs everyone out, which is the safe direction.
+//!
+//! Every time here comes from the shared [`Clock`], so expiry is tested by
+//! moving time, not by waiting.
+
+use crate::clock::SharedClock;
+use crate::config::DashboardConfig;
+use crate::identity::Person;
+use chrono::{DateTime, Duration, Utc};
+use data_encoding::BASE64URL_NOPAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use subtle::ConstantTimeEq;
+
+/// The session cookie. `__Host-` makes browsers insist on `Secure`, `Path=/`
+/// and no `Domain`, so no other host or path can plant or read it.
+pub const COOKIE: &str = "__Host-qmoi";
+
+/// Why a sign-in did not happen, in words for the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInError {
+    /// Never issued, or spent already.
+    #[error("this sign-in link was already used or is not valid; ask for a new one with `qmoi dashboard login-url`")]
+    Unknown,
+    /// Issued, but too long ago.
+    #[error("this sign-in link has expired; ask for a new one with `qmoi dashboard login-url`")]
+    Expired,
+    /// Too many attempts from this address.
+    #[error("too many sign-in attempts; wait a minute and try again")]
+    RateLimited,
+    /// The person may not use the dashboard.
+    #[error("{0} may not use the dashboard (it needs the master role)")]
+    NotAllowed(String),
+}
+
+/// A signed-in person.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who.
+    pub person: Person,
+    /// Read-only (team members, when allowed).
+    pub read_only: bool,
+    /// When the sign-in link was spent: dangerous actions need it recent.
+    pub signed_in_at: DateTime<Utc>,
+    /// Last request; idle sessions end.
+    pub last_seen: DateTime<Utc>,
+    /// The anti-CSRF token every state-changing request must carry.
+    pub csrf: String,
+}
+
+struct Link {
+    person: Person,
+    read_only: bool,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct State {
+    links: HashMap<[u8; 32], Link>,
+    sessions: HashMap<[u8; 32], Session>,
+    attempts: HashMap<IpAddr, (DateTime<Utc>, u32)>,
+}
+
+/// Links, sessions and the sign-in rate limit.
+pub struct Auth {
+    clock: SharedClock,
+    config: DashboardConfig,
+    state: Mutex<State>,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    BASE64URL_NOPAD.encode(&bytes)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Auth {
+    /// An empty set of links and sessions.
+    pub fn new(clock: SharedClock, config: DashboardConfig) -> Auth {
+        Auth {
+            clock,
+            config,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Issues a single-use sign-in token for `person`. Masters get a full
+    /// session; team members a read-only one when `team_read_only` is on.
+    pub fn issue_link(&self, person: &Person) -> Result<String, SignInError> {
+        let master = person.has_any_role(&["master".to_string()]);
+        let team = person.has_any_role(&["team".to_string()]);
+        if !(master || team && self.config.team_read_only) {
+            return Err(SignInError::NotAllowed(person.name.clone()));
+        }
+        let token = random_token();
+        let expires_at = self.clock.now() + minutes(self.config.link_minutes);
+        let mut st = self.lock();
+        let now = self.clock.now();
+        st.links.retain(|_, l| l.expires_at > now);
+        st.links.insert(
+            digest(&token),
+            Link {
+                person: person.clone(),
+                read_only: !master,
+                expires_at,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Spends a sign-in token: on success returns the new session id (the
+    /// cookie value) and the session.
+    pub fn redeem(&self, token: &str, from: IpAddr) -> Result<(String, Session), SignInError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let window = st.attempts.entry(from).or_insert((now, 0));
+        if now - window.0 >= Duration::minutes(1) {
+            *window = (now, 0);
+        }
+        window.1 += 1;
+        if window.1 > self.config.signin_per_minute.max(1) {
+            return Err(SignInError::RateLimited);
+        }
+        let link = st
+            .links
+            .remove(&digest(token))
+            .ok_or(SignInError::Unknown)?;
+        if link.expires_at <= now {
+            return Err(SignInError::Expired);
+        }
+        let id = random_token();
+        let session = Session {
+            person: link.person,
+            read_only: link.read_only,
+            signed_in_at: now,
+            last_seen: now,
+            csrf: random_token(),
+        };
+        st.sessions.insert(digest(&id), session.clone());
+        Ok((id, session))
+    }
+
+    /// The live session behind a cookie value, touched; `None` when unknown
+    /// or idle past `session_hours`.
+    pub fn session(&self, id: &str) -> Option<Session> {
+        let now = self.clock.now();
+        let idle = Duration::hours(i64::try_from(self.config.session_hours).unwrap_or(12));
+        let mut st = self.lock();
+        let key = digest(id);
+        let alive = st.sessions.get(&key).map(|s| now - s.last_seen < idle)?;
+        if !alive {
+            st.sessions.remove(&key);
+            return None;
+        }
+        let s = st.sessions.get_mut(&key)?;
+        s.last_seen = now;
+        Some(s.clone())
+    }
+
+    /// Ends a session.
+    pub fn sign_out(&self, id: &str) {
+        self.lock().sessions.remove(&digest(id));
+    }
+
+    /// True when the sign-in is recent enough for dangerous actions.
+    pub fn recent(&self, session: &Session) -> bool {
+        self.clock.now() - session.signed_in_at < minutes(self.config.reauth_minutes)
+    }
+
+    /// Minutes a link stays valid (for the words printed with it).
+    pub fn link_minutes(&self) -> u64 {
+        self.config.link_minutes
+    }
+}
+
+/// True when `presented` is the session's CSRF token (constant time).
+pub fn csrf_ok(session: &Session, presented: &str) -> bool {
+    !presented.is_empty() && bool::from(session.csrf.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+fn minutes(m: u64) -> Duration {
+    Duration::minutes(i64::try_from(m).unwrap_or(i64::MAX / 120_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::net::Ipv4Addr;
+
+    fn master() -> Person {
+        Person {
+            name: "alice".into(),
+            roles: vec!["master".into()],
+        }
+    }
+
+    fn auth() -> (std::sync::Arc<ManualClock>, Auth) {
+        let clock = ManualClock::new(Utc::now());
+        let auth = Auth::new(clock.clone(), DashboardConfig::default());
+        (clock, auth)
+    }
+
+    const HOME: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_link_signs_in_once() {
+        let (_, auth) = auth();
+        let token = auth.issue_link(&master()).unwrap_or_default();
+        let first = auth.redeem(&token, HOME);
+        assert!(first.is_ok());
+        assert_eq!(auth.redeem(&token, HOME).err(), Some(SignInError::Unknown));
+        let (id, session) = first.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            auth.session(&id).map(|s| s.person.name),
+            Some("alice".into())
+        );
+        assert!(csrf_ok(&session, &session.csrf));
+        assert!(!csrf_ok(&session, ""));
+        assert!(!csrf_ok(&session, "forged"));
+    }
+
+    #[test]
+    fn links_expire_and_sign_ins_age() {
+        let (clock, auth) = auth();
+        let token = auth.issue_link(&master()).unwrap_or_default();
+        clock.advance(std::time::Duration::from_secs(10 * 60));
+        assert_eq!(auth.redeem(&token, HOME).err(), Some(SignInError::Expired));
+        let token = auth.issue_link(&master()).unwrap_or_default();
+        let (id, session) = auth.redeem(&token, HOME).unwrap_or_else(|e| panic!("{e}"));
+        assert!(auth.recent(&session));
+        clock.advance(std::time::Duration::from_secs(5 * 60));
+        assert!(!auth.recent(&session));
+        clock.advance(std::time::Duration::from_secs(12 * 3600));
+        assert!(auth.session(&id).is_none(), "idle session must end");
+    }
+
+    #[test]
+    fn sign_in_attempts_are_limited_and_viewers_refused() {
+        let (_, auth) = auth();
+        for _ in 0..10 {
+            assert_eq!(auth.redeem("guess", HOME).err(), Some(SignInError::Unknown));
+        }
+        assert_eq!(
+            auth.redeem("guess", HOME).err(),
+            Some(SignInError::RateLimited)
+        );
+        let viewer = Person {
+            name: "vic".into(),
+            roles: vec!["viewer".into()],
+        };
+        assert!(matches!(
+            auth.issue_link(&viewer),
+            Err(SignInError::NotAllowed(_))
+        ));
+    }
+}
