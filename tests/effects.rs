@@ -27,10 +27,11 @@ enum Target {
     Note,
     Close,
     GitHubRerun,
+    GitHubRunRerun,
 }
 
 impl Target {
-    const ALL: [Target; 7] = [
+    const ALL: [Target; 8] = [
         Target::RetryJob,
         Target::RetryPipeline,
         Target::Approve,
@@ -38,6 +39,7 @@ impl Target {
         Target::Note,
         Target::Close,
         Target::GitHubRerun,
+        Target::GitHubRunRerun,
     ];
 
     fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Target {
             Target::Note => "GitLab MR note (reject)",
             Target::Close => "GitLab MR close (reject)",
             Target::GitHubRerun => "GitHub job re-run",
+            Target::GitHubRunRerun => "GitHub failed-jobs re-run",
         }
     }
 }
@@ -101,6 +104,11 @@ async fn prepare(w: &World, t: Target, i: u64) -> (u64, String) {
             w.gl.seed_mr(PROJECT, iid, "abc123def4567890");
             fix_event(&format!("e{i}"), iid, &format!("boom {i}"))
         }
+        Target::GitHubRunRerun => {
+            w.gh.seed_run(pipeline, job);
+            json!({"id": format!("e{i}"), "kind": "pipeline_failed", "platform": "github",
+                   "project": "octo-org/octo-repo", "ref": format!("r{i}"), "pipeline": pipeline})
+        }
         Target::GitHubRerun => {
             w.gh.seed_run(pipeline, job);
             json!({"id": format!("e{i}"), "kind": "job_failed", "platform": "github",
@@ -114,7 +122,9 @@ async fn prepare(w: &World, t: Target, i: u64) -> (u64, String) {
     let n = before + 1;
     w.bot.wait_notification(n).await;
     let command = match t {
-        Target::RetryJob | Target::RetryPipeline | Target::GitHubRerun => format!("retry #{n}"),
+        Target::RetryJob | Target::RetryPipeline | Target::GitHubRerun | Target::GitHubRunRerun => {
+            format!("retry #{n}")
+        }
         Target::Approve | Target::Merge => format!("approve #{n}"),
         Target::Note | Target::Close => format!("reject #{n} not this way"),
     };
@@ -132,6 +142,10 @@ fn write_of(t: Target, i: u64) -> (&'static str, String) {
         Target::Note => ("POST", format!("/merge_requests/{iid}/notes")),
         Target::Close => ("PUT", format!("/merge_requests/{iid}")),
         Target::GitHubRerun => ("POST", format!("/actions/jobs/{job}/rerun")),
+        Target::GitHubRunRerun => (
+            "POST",
+            format!("/actions/runs/{pipeline}/rerun-failed-jobs"),
+        ),
     }
 }
 
@@ -149,7 +163,9 @@ fn effects_seen(w: &World, t: Target, i: u64) -> usize {
                 .map(|m| usize::from(m.0 == "closed"))
                 .unwrap_or(0)
         }
-        Target::GitHubRerun => (w.gh.attempt(pipeline) as usize).saturating_sub(1),
+        Target::GitHubRerun | Target::GitHubRunRerun => {
+            (w.gh.attempt(pipeline) as usize).saturating_sub(1)
+        }
     }
 }
 
@@ -157,7 +173,7 @@ fn effects_seen(w: &World, t: Target, i: u64) -> usize {
 fn sends(w: &World, t: Target, i: u64) -> usize {
     let (method, path) = write_of(t, i);
     let reqs = match t {
-        Target::GitHubRerun => w.gh.requests(),
+        Target::GitHubRerun | Target::GitHubRunRerun => w.gh.requests(),
         _ => w.gl.requests(),
     };
     reqs.iter()
@@ -168,7 +184,7 @@ fn sends(w: &World, t: Target, i: u64) -> usize {
 fn arm(w: &World, t: Target, i: u64, fault: Fault) {
     let (method, path) = write_of(t, i);
     match t {
-        Target::GitHubRerun => w.gh.arm(method, &path, fault, 1),
+        Target::GitHubRerun | Target::GitHubRunRerun => w.gh.arm(method, &path, fault, 1),
         // Close is `PUT /merge_requests/:iid`: the fragment would also match
         // the merge; the suffix match is done by path equality below.
         _ => {

@@ -255,3 +255,36 @@ async fn a_caller_that_goes_away_strands_nothing() {
     assert_eq!(r["status"], "already_decided", "{r}");
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_hangs_up_leaves_no_event_unprocessed() {
+    let gl = GitLabServer::start_strict(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let bot = TestBot::start(test_config(dir.path(), Some(&gl.url()), None)).await;
+    let api: qmoi::events::ApiEvent = serde_json::from_value(serde_json::json!({
+        "id": "hung-up", "kind": "job_failed", "platform": "gitlab",
+        "project": "gitlab-org/gitlab-test", "project_id": "380",
+        "pipeline": 2366, "job": {"id": 1977, "name": "test"}
+    }))
+    .expect("event");
+    let event = api.into_event().expect("valid");
+    let intake = bot.running.as_ref().expect("running").intake.clone();
+    // The platform hangs up right away: the receive future is dropped.
+    assert!(intake.receive(event, Some("d-1")).now_or_never().is_none());
+    // The event is stored, processed and notified all the same …
+    let n = bot.wait_notification(1).await;
+    assert_eq!(n.event.id, "api:hung-up");
+    // … and the platform's redelivery is a duplicate, not a second event.
+    let again: qmoi::events::ApiEvent = serde_json::from_value(serde_json::json!({
+        "id": "hung-up", "kind": "job_failed", "platform": "gitlab",
+        "project": "gitlab-org/gitlab-test", "project_id": "380",
+        "pipeline": 2366, "job": {"id": 1977, "name": "test"}
+    }))
+    .expect("event");
+    let r = intake
+        .receive(again.into_event().expect("valid"), Some("d-1"))
+        .await
+        .expect("receive");
+    assert!(matches!(r, qmoi::intake::Received::Duplicate(_)), "{r:?}");
+    bot.stop().await;
+}

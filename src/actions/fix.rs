@@ -27,6 +27,14 @@ fn fix_of<'a>(n: &'a Notification, verb: &str) -> Result<&'a Fix, ActionError> {
     }
 }
 
+/// A later step failed after an earlier one happened: say what stays.
+fn also(e: ActionError, stays: &str) -> ActionError {
+    match e {
+        ActionError::Refused(why) => ActionError::Refused(format!("{why} ({stays})")),
+        other => other,
+    }
+}
+
 /// `approve`.
 pub struct Approve;
 
@@ -66,7 +74,11 @@ impl Action for Approve {
             mr: on(&project),
             sha: mr.sha.clone(),
         };
-        let (merged, merged_found) = ctx.effects.perform("merge", &merge).await?;
+        let (merged, merged_found) = ctx
+            .effects
+            .perform("merge", &merge)
+            .await
+            .map_err(|e| also(e, &format!("qmoi's approval of !{} stays on it", mr.iid)))?;
         let state = merged
             .get("state")
             .and_then(|s| s.as_str())
@@ -137,7 +149,11 @@ impl Action for Reject {
             marker,
         };
         let (_, note_found) = ctx.effects.perform("note", &note).await?;
-        let (_, close_found) = ctx.effects.perform("close", &CloseMr { mr: on() }).await?;
+        let (_, close_found) = ctx
+            .effects
+            .perform("close", &CloseMr { mr: on() })
+            .await
+            .map_err(|e| also(e, &format!("qmoi's note on !{} stays", mr.iid)))?;
         let found: Vec<String> = [note_found, close_found].into_iter().flatten().collect();
         Ok(Outcome::text(format!(
             "!{} closed on {} GitLab{}{}",

@@ -291,3 +291,26 @@ pub fn client_reply(from: &str, to: &str, original: &str, text: &str, message_id
         "From: Master <{from}>\r\nTo: {to}\r\nSubject: Re: {subject}\r\nMessage-ID: {message_id}\r\nIn-Reply-To: {parent}\r\nReferences: {refs}\r\nDate: Tue, 24 Nov 2026 12:05:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n\r\nOn Tue, Nov 24, 2026 at 12:03 PM QMOI (AI Developer) <\r\nbot@{DOMAIN}> wrote:\r\n{quoted}"
     )
 }
+
+/// qmoi's mailbox on `mail` (`bot@qmoi.test`, STARTTLS submission, IMAPS),
+/// signing reply tokens with `token_secret`; sender checks are the
+/// caller's to set.
+pub fn bot_mailbox(mail: &MailServer, token_secret: &str) -> qmoi::config::EmailConfig {
+    use qmoi::config::{EmailConfig, Secret, Security};
+    EmailConfig {
+        address: format!("bot@{DOMAIN}"),
+        smtp_host: "127.0.0.1".into(),
+        smtp_port: mail.port("submission"),
+        smtp_security: Security::Starttls,
+        smtp_username: format!("bot@{DOMAIN}"),
+        smtp_password: Some(Secret::new("botpw")),
+        imap_host: "127.0.0.1".into(),
+        imap_port: mail.port("imaps"),
+        imap_security: Security::Tls,
+        imap_username: format!("bot@{DOMAIN}"),
+        imap_password: Some(Secret::new("botpw")),
+        ca_file: Some(mail.ca.clone()),
+        token_secret: Some(Secret::new(token_secret)),
+        ..EmailConfig::default()
+    }
+}
