@@ -156,6 +156,15 @@ async fn a_pending_outcome_is_checked_with_backoff_and_never_rerun() {
         "{r}"
     );
 
+    // The thread is told the truth: pending, not FAILED.
+    bot.wait_console("outcome pending, checking the forge", 1)
+        .await;
+    assert!(
+        !bot.console_out.text().contains("FAILED"),
+        "{}",
+        bot.console_out.text()
+    );
+
     // Answering again is told so; nothing runs.
     let r = bot.command("bob", "retry #1").await;
     assert_eq!(r["status"], "pending", "{r}");
