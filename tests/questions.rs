@@ -297,3 +297,56 @@ async fn a_webhook_that_hangs_up_leaves_no_event_unprocessed() {
     assert!(matches!(r, qmoi::intake::Received::Duplicate(_)), "{r:?}");
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_retry_is_recognised_even_after_the_new_job_failed_too() {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let (gl, bot, _dir) = one_failed_job(Some(clock.clone())).await;
+    gl.arm("POST", "/jobs/1977/retry", Fault::ResetAfter, 1);
+    gl.arm("GET", "/pipelines/2366/jobs", Fault::RefuseBefore, 1000);
+    let r = bot.command("alice", "retry #1").await;
+    assert_eq!(r["status"], "pending", "{r}");
+    // Meanwhile the new job (which qmoi does not know about yet) fails.
+    gl.finish_job(2977, "failed");
+    bot.post_gitlab(
+        "Job Hook",
+        &job_hook(2977, "test", "failed"),
+        Some(GITLAB_HOOK_SECRET),
+        Some("u-2"),
+    )
+    .await;
+    for _ in 0..500 {
+        if bot
+            .store()
+            .notification(1)
+            .expect("read")
+            .is_some_and(|n| n.occurrences == 2)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The check is about job 1977 as intended, not the notification's
+    // newer job: it finds the retry, and job 2977 is not retried.
+    clock.wait_for_sleepers(1).await;
+    gl.disarm();
+    clock.advance(std::time::Duration::from_secs(5));
+    wait_decision(&bot, 1, "retry", DecisionStatus::Succeeded).await;
+    let d = bot
+        .store()
+        .decision(1, "retry")
+        .expect("read")
+        .expect("decision");
+    assert!(
+        d.outcome
+            .as_deref()
+            .unwrap_or_default()
+            .contains("found job #2977"),
+        "{d:?}"
+    );
+    assert_eq!(gl.retries_of(2366, "test"), 1);
+    assert!(gl
+        .calls("POST", "/api/v4/projects/380/jobs/2977/retry")
+        .is_empty());
+    bot.stop().await;
+}

@@ -47,20 +47,29 @@ impl Effect for RetryJob<'_> {
         }
     }
 
+    /// The job as it was when intended: a resumed action may see the
+    /// notification's newer job, but this effect is about this one.
+    async fn baseline(&self) -> Result<Value, String> {
+        Ok(json!({ "job": self.job, "name": self.name, "pipeline": self.pipeline }))
+    }
+
     async fn send(&self, _: &Value) -> Result<Value, SendError> {
         Ok(self.gitlab.retry_job(&self.project, self.job).await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
-        let pipeline = match self.pipeline {
+    async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
+        let b = &record.baseline;
+        let job = b["job"].as_u64().unwrap_or(self.job);
+        let name = b["name"].as_str().unwrap_or(&self.name).to_string();
+        let pipeline = match b["pipeline"].as_u64().or(self.pipeline) {
             Some(p) => p,
             None => {
-                let job = self
+                let j = self
                     .gitlab
-                    .job(&self.project, self.job)
+                    .job(&self.project, job)
                     .await
                     .map_err(|e| e.to_string())?;
-                job["pipeline"]["id"]
+                j["pipeline"]["id"]
                     .as_u64()
                     .ok_or("GitLab did not say which pipeline the job is in")?
             }
@@ -72,8 +81,8 @@ impl Effect for RetryJob<'_> {
             .map_err(|e| e.to_string())?;
         let newer = jobs
             .into_iter()
-            .filter(|j| j["name"].as_str() == Some(self.name.as_str()))
-            .filter(|j| j["id"].as_u64().is_some_and(|id| id > self.job))
+            .filter(|j| j["name"].as_str() == Some(name.as_str()))
+            .filter(|j| j["id"].as_u64().is_some_and(|id| id > job))
             .min_by_key(|j| j["id"].as_u64().unwrap_or(u64::MAX));
         Ok(match newer {
             Some(j) => Check::Done {
@@ -84,8 +93,7 @@ impl Effect for RetryJob<'_> {
                 result: j,
             },
             None => Check::NotDone(format!(
-                "GitLab shows no newer {} job in pipeline #{pipeline}: it was not retried",
-                self.name
+                "GitLab shows no newer {name} job in pipeline #{pipeline}: it was not retried"
             )),
         })
     }
@@ -432,10 +440,9 @@ pub struct Rerun<'a> {
 }
 
 impl Rerun<'_> {
-    async fn attempt(&self) -> Result<u64, String> {
-        let run = self
-            .run
-            .ok_or("the event names no workflow run, so a re-run could not be verified")?;
+    async fn attempt(&self, run: Option<u64>) -> Result<u64, String> {
+        let run =
+            run.ok_or("the event names no workflow run, so a re-run could not be verified")?;
         let r = self
             .github
             .run(&self.repo, run)
@@ -471,7 +478,7 @@ impl Effect for Rerun<'_> {
     }
 
     async fn baseline(&self) -> Result<Value, String> {
-        Ok(json!({ "run_attempt": self.attempt().await? }))
+        Ok(json!({ "run": self.run, "run_attempt": self.attempt(self.run).await? }))
     }
 
     async fn send(&self, _: &Value) -> Result<Value, SendError> {
@@ -485,7 +492,9 @@ impl Effect for Rerun<'_> {
 
     async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
         let before = record.baseline["run_attempt"].as_u64().unwrap_or(u64::MAX);
-        let now = self.attempt().await?;
+        let now = self
+            .attempt(record.baseline["run"].as_u64().or(self.run))
+            .await?;
         Ok(if now > before {
             Check::Done {
                 found: format!("re-run — found the run at attempt {now}"),
