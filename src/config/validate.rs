@@ -120,6 +120,7 @@ pub const CHECKS: &[Check] = &[
     api_section,
     super::memory::memory_section,
     super::mirror::check,
+    engine_section,
 ];
 
 /// A notification channel: its name and whether it can deliver with this
@@ -580,6 +581,27 @@ fn api_section(input: &Input, f: &mut Findings) {
     }
 }
 
+/// The reconciliation backoff must be able to wait at all, and its cap
+/// must not be below its first wait.
+fn engine_section(input: &Input, f: &mut Findings) {
+    let e = &input.config.engine;
+    if e.reconcile_base_secs == 0 {
+        f.error(
+            "engine.reconcile_base_secs",
+            "must be at least 1: it is the first wait before checking the forge again for a pending outcome",
+        );
+    }
+    if e.reconcile_max_secs < e.reconcile_base_secs {
+        f.error(
+            "engine.reconcile_max_secs",
+            format!(
+                "must not be below engine.reconcile_base_secs ({}): it caps the wait between checks of a pending outcome",
+                e.reconcile_base_secs
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,6 +629,22 @@ mod tests {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn reconcile_backoff_must_wait_and_cap_above_its_start() {
+        let e = errors("[engine]\nreconcile_base_secs = 10\nreconcile_max_secs = 5\n");
+        assert!(
+            e.contains(
+                "engine.reconcile_max_secs: must not be below engine.reconcile_base_secs (10)"
+            ),
+            "{e}"
+        );
+        let e = errors("[engine]\nreconcile_base_secs = 0\n");
+        assert!(
+            e.contains("engine.reconcile_base_secs: must be at least 1"),
+            "{e}"
+        );
     }
 
     #[test]
