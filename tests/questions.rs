@@ -157,7 +157,7 @@ async fn a_pending_outcome_is_checked_with_backoff_and_never_rerun() {
     );
 
     // The thread is told the truth: pending, not FAILED.
-    bot.wait_console("outcome pending, checking the forge", 1)
+    bot.wait_console("waiting for the forge to confirm", 1)
         .await;
     assert!(
         !bot.console_out.text().contains("FAILED"),

@@ -123,10 +123,8 @@ async fn from_slack() {
     let announced = |s: &SlackServer| {
         s.calls("chat.postMessage").into_iter().find(|c| {
             c.body["thread_ts"] == ts.as_str()
-                && c.body["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("Job failed"))
-                && c.body.to_string().contains("#2977")
+                && c.body.to_string().contains("test (#2977")
+                && retry_button(&c.body).is_some()
         })
     };
     slack
