@@ -302,7 +302,11 @@ impl Notifier {
 
     /// Gives up on `item`: it moves out of the worker's way, is audited, and
     /// the fallback (if any) takes a copy.
-    fn fail(&self, mut item: OutboxItem, reason: String) -> Result<Outcome, NotifyError> {
+    fn fail(&self, item: OutboxItem, reason: String) -> Result<Outcome, NotifyError> {
+        let current = self
+            .store
+            .get::<OutboxItem>(trees::OUTBOX, &seq_key(item.id))?;
+        let mut item = with_marks(&item, current.as_ref());
         item.status = OutboxStatus::Failed;
         item.last_error = Some(reason.clone());
         self.store.audit(
@@ -330,8 +334,16 @@ impl Notifier {
     }
 
     fn save(&self, item: &OutboxItem) -> Result<(), NotifyError> {
-        self.store.put(trees::OUTBOX, &seq_key(item.id), item)?;
-        outbox::record_state(&self.store, item, self.clock.now())?;
+        // The fallback task may have marked this item (a copy went
+        // elsewhere) while the worker held it: keep that mark, never
+        // overwrite it with the worker's older copy.
+        let saved = self
+            .store
+            .update::<OutboxItem, _>(trees::OUTBOX, &seq_key(item.id), |current| {
+                Some(with_marks(item, current.as_ref()))
+            })?
+            .unwrap_or_else(|| item.clone());
+        outbox::record_state(&self.store, &saved, self.clock.now())?;
         Ok(())
     }
 
@@ -418,4 +430,14 @@ async fn group_burst(
         }
     }
     Ok(items)
+}
+
+/// `item` as the worker has it, with the fallback mark the stored copy may
+/// have gained meanwhile.
+fn with_marks(item: &OutboxItem, stored: Option<&OutboxItem>) -> OutboxItem {
+    let mut next = item.clone();
+    if next.fallback.is_none() {
+        next.fallback = stored.and_then(|s| s.fallback.clone());
+    }
+    next
 }
