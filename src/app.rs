@@ -14,9 +14,10 @@ use crate::config::Config;
 use crate::effects::Ledger;
 use crate::engine::Engine;
 use crate::forge::Forges;
+use crate::health::Health;
 use crate::identity::Directory;
 use crate::intake::Intake;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreGauges};
 use crate::mirror::Mirror;
 use crate::notify::{Notifier, Templates};
 use crate::store::maintenance::{Job, Maintenance};
@@ -138,6 +139,10 @@ pub async fn start_with_clock(
     tracing::info!(commands = %commands_from, templates = %templates.source(), data = %config.data_dir.display(), "loaded");
     let directory = Arc::new(Directory::new(&config.people));
     let metrics = Arc::new(Metrics::new());
+    let health = Health::new(
+        crate::clock::SystemClock::shared(),
+        std::time::Duration::from_secs(config.server.ready_retry_budget_secs),
+    );
 
     let notifier = Arc::new(
         Notifier::new(
@@ -154,6 +159,7 @@ pub async fn start_with_clock(
     if config.console.enabled {
         if let Some(io) = console_io {
             notifier.register(Arc::new(ConsoleChannel::new(io.output.clone())));
+            health.reporter(console::NAME).connected();
             console_listener = Some(io);
         }
     }
@@ -175,6 +181,8 @@ pub async fn start_with_clock(
     let slack_on = wanted(slack::NAME) && config.slack.usable();
     if slack_on {
         slack::register(&config, &notifier).context("configuring the Slack channel")?;
+        // Slack does not report its Socket Mode connection yet.
+        health.reporter(slack::NAME).connected();
     }
 
     let discord_on = wanted(discord::NAME) && config.discord.usable();
@@ -286,10 +294,16 @@ pub async fn start_with_clock(
         engine: engine.clone(),
         intake: intake.clone(),
         store: store.clone(),
-        metrics,
+        metrics: metrics.clone(),
+        health: health.clone(),
         mirror: mirror.clone(),
         clock: clock.clone(),
     };
+    metrics.register(Arc::new(StoreGauges {
+        store: store.clone(),
+        health: health.clone(),
+        channels: notifier.active_channels(),
+    }));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let mut app = web::router(state);
@@ -320,6 +334,7 @@ pub async fn start_with_clock(
             tokens,
             store.clone(),
             registry.clone(),
+            health.reporter(email::NAME),
         ) {
             tasks.push(t);
         }

@@ -2,7 +2,7 @@
 //! log, and export or import its memory.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 use cli::memory::{AuditCmd, MemoryCmd};
@@ -16,7 +16,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "qmoi",
-    version,
+    version = qmoi::version::LONG,
+    after_help = "Examples:\n  qmoi serve --config /etc/qmoi/qmoi.toml\n  qmoi config check --config qmoi.toml --env-file prod.env\n  qmoi completions bash > /etc/bash_completion.d/qmoi\n  qmoi man > qmoi.1",
     about = "qmoi — chat-ops for an AI developer: tells people what CI/CD did, runs what they answer"
 )]
 struct Cli {
@@ -37,17 +38,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the bot: HTTP server, channels, engine.
+    #[command(
+        after_help = "Examples:\n  qmoi serve                                   # defaults: console + 127.0.0.1:8080\n  qmoi serve --config /etc/qmoi/qmoi.toml --listen 0.0.0.0:8080\n  QMOI_LOG=debug qmoi serve --env-file prod.env\n\nSignals: SIGINT/SIGTERM stop, SIGHUP re-validates the config."
+    )]
     Serve {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
     /// Inspect the configuration.
+    #[command(
+        after_help = "Examples:\n  qmoi config check --config qmoi.toml\n  QMOI_NOTIFY__CHANNELS='[\"email\"]' qmoi config check --env-file prod.env"
+    )]
     Config {
         #[command(subcommand)]
         command: ConfigCmd,
     },
     /// The audit log.
+    #[command(after_help = "Examples:\n  qmoi audit verify --data /var/lib/qmoi/data")]
     Audit {
         #[command(subcommand)]
         command: AuditCmd,
@@ -55,11 +63,15 @@ enum Cmd {
     /// Open questions, audit head, memory size and newest backup.
     Status(cli::memory::StatusArgs),
     /// Back up or restore the memory.
+    #[command(
+        after_help = "Examples:\n  qmoi memory export --out backup.jsonl\n  qmoi memory export --out - | gzip > backup.jsonl.gz\n  qmoi memory import --data ./new-data backup.jsonl"
+    )]
     Memory {
         #[command(subcommand)]
         command: MemoryCmd,
     },
     /// Slack helpers.
+    #[command(after_help = "Examples:\n  qmoi slack manifest --config qmoi.toml > manifest.json")]
     Slack {
         #[command(subcommand)]
         command: SlackCmd,
@@ -70,15 +82,32 @@ enum Cmd {
         command: qmoi::channels::discord::cli::DiscordCmd,
     },
     /// Debug email replies: what qmoi reads in them.
+    #[command(
+        after_help = "Examples:\n  qmoi email trim reply1.txt reply2.txt\n  qmoi email parse --config qmoi.toml message.eml"
+    )]
     Email {
         #[command(subcommand)]
         command: EmailCmd,
     },
     /// The master's dashboard.
+    #[command(
+        after_help = "Examples:\n  qmoi dashboard login-url --config qmoi.toml\n  qmoi dashboard login-url --url https://qmoi.example.org --person alice"
+    )]
     Dashboard {
         #[command(subcommand)]
         command: DashboardCmd,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  qmoi completions bash > /etc/bash_completion.d/qmoi\n  qmoi completions zsh > ~/.zfunc/_qmoi\n  qmoi completions fish > ~/.config/fish/completions/qmoi.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Examples:\n  qmoi man > /usr/local/share/man/man1/qmoi.1 && man qmoi")]
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -221,6 +250,15 @@ fn main() -> std::process::ExitCode {
         Cmd::Dashboard {
             command: DashboardCmd::LoginUrl { url, person },
         } => dashboard_login_url(&cli, url.as_deref(), person.as_deref()),
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "qmoi", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .context("writing the completion script")
+        }
+        Cmd::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
         Cmd::Slack {
             command: SlackCmd::Manifest,
         } => load_config(&cli, None).and_then(|c| {

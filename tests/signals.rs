@@ -2,101 +2,32 @@
 //! pipe, closed, the console off); `quit` at the console stops it; SIGHUP
 //! reloads instead of killing.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+mod support;
 
-/// Upper bound for anything in these tests; a stuck qmoi fails, not hangs.
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Bot {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stderr: Receiver<String>,
-    seen: Vec<String>,
-    _dir: tempfile::TempDir,
-}
+use std::io::Write;
+use std::process::Stdio;
+use support::process::{serve, Bot};
 
 fn start(console: bool, stdin: Stdio) -> Bot {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("QMOI_CONSOLE__ENABLED", console.to_string())
-        // With the console off, email (to a closed loopback port) is the
-        // channel that can deliver, as on a server.
-        .env(
-            "QMOI_NOTIFY__CHANNELS",
-            if console {
-                "[\"console\"]"
-            } else {
-                "[\"email\"]"
-            },
-        )
-        .env("QMOI_EMAIL__ADDRESS", "bot@localhost")
-        .env("QMOI_EMAIL__TOKEN_SECRET", "reply-token-key")
-        .env("QMOI_EMAIL__SMTP_PORT", "9")
-        .env("QMOI_LOG", "info")
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn qmoi");
-    let (tx, rx) = channel();
-    let err = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let stdin = child.stdin.take();
-    let mut bot = Bot {
-        child,
-        stdin,
-        stderr: rx,
-        seen: Vec::new(),
-        _dir: dir,
+    // With the console off, email (to a closed loopback port) is the
+    // channel that can deliver, as on a server.
+    let channels = if console {
+        "[\"console\"]"
+    } else {
+        "[\"email\"]"
     };
-    bot.wait_for("qmoi listening on");
-    bot
-}
-
-impl Bot {
-    /// Waits (bounded) for a stderr line containing `text`.
-    fn wait_for(&mut self, text: &str) {
-        let end = Instant::now() + DEADLINE;
-        while !self.seen.iter().any(|l| l.contains(text)) {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => panic!("no {text:?} on stderr; saw:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    }
-
-    /// Waits (bounded) for exit; returns whether it exited successfully.
-    fn exits(&mut self) -> bool {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.success();
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!("qmoi still running {DEADLINE:?} after being told to stop");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let console = console.to_string();
+    serve(
+        &[],
+        &[
+            ("QMOI_CONSOLE__ENABLED", console.as_str()),
+            ("QMOI_NOTIFY__CHANNELS", channels),
+            ("QMOI_EMAIL__ADDRESS", "bot@localhost"),
+            ("QMOI_EMAIL__TOKEN_SECRET", "reply-token-key"),
+            ("QMOI_EMAIL__SMTP_PORT", "9"),
+        ],
+        stdin,
+    )
 }
 
 #[test]

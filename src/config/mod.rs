@@ -284,6 +284,8 @@ impl Default for EmailConfig {
 pub struct ServerConfig {
     /// Address to bind; loopback by default so nothing is exposed by accident.
     pub listen: SocketAddr,
+    /// How long a channel may be reconnecting before `/readyz` says 503.
+    pub ready_retry_budget_secs: u64,
 }
 
 /// Locations of data files that operators may want to customise.
@@ -462,6 +464,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ready_retry_budget_secs: 120,
         }
     }
 }

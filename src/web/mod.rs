@@ -40,6 +40,8 @@ pub struct AppState {
     pub mirror: Arc<crate::mirror::Mirror>,
     /// The time every timer reads (a test clock in tests).
     pub clock: crate::clock::SharedClock,
+    /// Channel connection states, for `/readyz`.
+    pub health: Arc<crate::health::Health>,
 }
 
 /// All routes.
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/mirror", get(mirror_api::status))
         .route("/api/v1/mirror/history", get(mirror_api::history))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(admin::routes())
         .with_state(state);
@@ -76,14 +79,53 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    match state.store.tree(crate::store::trees::META) {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("memory unavailable: {e}"),
-        ),
+/// Alive: the process answers. (Readiness is `/readyz`.)
+async fn healthz() -> Response {
+    (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()
+}
+
+/// Ready: the memory takes a durable write, and every enabled channel is
+/// connected or still within its retry budget. 503 with a JSON body naming
+/// what is not.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let store = match store_writable(&state.store).await {
+        Ok(()) => json!({ "ready": true }),
+        Err(e) => json!({ "ready": false, "error": e }),
+    };
+    let channels = state.health.channels();
+    let mut not_ready: Vec<String> = channels
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| format!("channel {}", c.channel))
+        .collect();
+    if store["ready"] != json!(true) {
+        not_ready.insert(0, "store".into());
     }
+    let ready = not_ready.is_empty();
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "not_ready": not_ready,
+        "store": store,
+        "channels": channels,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Writes and syncs a probe record in the meta tree.
+async fn store_writable(store: &Store) -> Result<(), String> {
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .put(crate::store::trees::META, b"readyz_probe", &now)
+        .map_err(|e| format!("memory not writable: {e}"))?;
+    store
+        .durable()
+        .await
+        .map_err(|e| format!("memory cannot sync: {e}"))
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
@@ -91,7 +133,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
         StatusCode::OK,
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::CONTENT_TYPE,
         )],
         state.metrics.render(),
     )

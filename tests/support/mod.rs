@@ -10,6 +10,7 @@ pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod mail;
+pub mod process;
 pub mod slack;
 
 use qmoi::app::{self, ConsoleIo, Running};

@@ -91,13 +91,19 @@ impl Default for Backoff {
 }
 
 /// Runs forever: connect, catch up, IDLE, repeat; reconnect on failure.
-pub async fn run(cfg: EmailConfig, inbound: Arc<Inbound>, store: Store) {
+pub async fn run(
+    cfg: EmailConfig,
+    inbound: Arc<Inbound>,
+    store: Store,
+    conn: crate::health::ConnectionReporter,
+) {
     let mut backoff = Backoff::new();
     loop {
         let mut healthy = false;
-        let result = session(&cfg, &inbound, &store, &mut healthy).await;
+        let result = session(&cfg, &inbound, &store, &mut healthy, &conn).await;
         let wait = backoff.after(healthy);
         if let Err(e) = result {
+            conn.reconnecting(&e.to_string());
             tracing::warn!(error = %e, healthy, retry_in_ms = wait.as_millis() as u64, "IMAP session ended; reconnecting");
         }
         tokio::time::sleep(wait).await;
@@ -218,6 +224,7 @@ async fn session(
     inbound: &Inbound,
     store: &Store,
     healthy: &mut bool,
+    conn: &crate::health::ConnectionReporter,
 ) -> Result<(), ImapError> {
     let mut s = connect(cfg).await?;
     for folder in [&cfg.processed_folder, &cfg.rejected_folder] {
@@ -245,6 +252,7 @@ async fn session(
         store.durable().await?;
     }
     tracing::info!(mailbox = %cfg.imap_mailbox, last_uid = cursor.last_uid, "IMAP connected");
+    conn.connected();
     let idle_for = Duration::from_secs(cfg.idle_secs.max(1)).min(MAX_IDLE);
     loop {
         catch_up(cfg, &mut s, inbound, store, &key, &mut cursor).await?;

@@ -82,8 +82,11 @@ pub fn listen(
     tokens: token::Tokens,
     store: Store,
     registry: Arc<Registry>,
+    conn: crate::health::ConnectionReporter,
 ) -> Option<JoinHandle<()>> {
     if config.email.imap_username.is_empty() {
+        // SMTP only: no standing connection to report on.
+        conn.connected();
         tracing::warn!("email replies are not read: set QMOI_EMAIL__IMAP_USERNAME and QMOI_EMAIL__IMAP_PASSWORD");
         return None;
     }
@@ -99,5 +102,6 @@ pub fn listen(
         config.email.clone(),
         inbound,
         store,
+        conn,
     )))
 }
