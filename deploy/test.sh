@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# tests/deploy.rs: systemd-analyze verify/security on deploy/qmoi.service and
+# an unprivileged start with setpriv (util-linux).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 # tests/durability.rs checks the order of fsyncs and acknowledgements under strace.
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 # The dashboard tests drive Debian's headless Chromium over WebDriver.

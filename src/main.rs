@@ -105,6 +105,15 @@ enum Cmd {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Exit 0 when qmoi answers on server.listen (for a container HEALTHCHECK).
+    #[command(
+        after_help = "Examples:\n  qmoi healthcheck                  # GET /healthz on server.listen\n  qmoi healthcheck --path /readyz"
+    )]
+    Healthcheck {
+        /// The path to GET.
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
     /// Print the man page (roff).
     #[command(after_help = "Examples:\n  qmoi man > /usr/local/share/man/man1/qmoi.1 && man qmoi")]
     Man,
@@ -256,6 +265,7 @@ fn main() -> std::process::ExitCode {
             std::io::Write::write_all(&mut std::io::stdout(), &script)
                 .context("writing the completion script")
         }
+        Cmd::Healthcheck { path } => load_config(&cli, None).and_then(|c| healthcheck(&c, path)),
         Cmd::Man => clap_mangen::Man::new(Cli::command())
             .render(&mut std::io::stdout())
             .context("writing the man page"),
@@ -358,6 +368,31 @@ fn config_check(cli: &Cli) -> Result<()> {
     }
     eprintln!("config OK");
     Ok(())
+}
+
+/// One GET on the configured address; Ok only for HTTP 200.
+fn healthcheck(config: &Config, path: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = config.server.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    match status.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        other => bail!("{path} on {addr} answered {}", other.unwrap_or("nothing")),
+    }
 }
 
 fn email_trim(files: &[PathBuf]) -> Result<()> {

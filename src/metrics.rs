@@ -195,6 +195,7 @@ impl Metrics {
             }),
             collectors: RwLock::new(Vec::new()),
         };
+        START.get_or_init(now_secs);
         m.register(Arc::new(BuildInfo));
         m.register(Arc::new(Process));
         m
@@ -460,16 +461,6 @@ impl Collector for Process {
                     &[],
                     cpu,
                 );
-                let boot = boot_time();
-                if boot > 0.0 {
-                    let start = boot + num(19) / tick as f64;
-                    out.gauge(
-                        "process_start_time_seconds",
-                        "Start time of the process since unix epoch in seconds",
-                        &[],
-                        start,
-                    );
-                }
             }
             out.gauge(
                 "process_virtual_memory_bytes",
@@ -484,6 +475,13 @@ impl Collector for Process {
                 num(21) * page as f64,
             );
         }
+        // Not from /proc/stat's btime: systemd's ProcSubset=pid hides it.
+        out.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            &[],
+            *START.get_or_init(now_secs),
+        );
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             out.gauge(
                 "process_open_fds",
@@ -495,14 +493,13 @@ impl Collector for Process {
     }
 }
 
-fn boot_time() -> f64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))
-        })
-        .unwrap_or(0.0)
+/// When the first [`Metrics`] was made: the process start, near enough.
+static START: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Gauges read from the memory and the connection table at scrape time:

@@ -257,3 +257,44 @@ fn env_file_named_explicitly_must_exist_and_values_name_their_line() {
         r.out
     );
 }
+
+#[test]
+fn systemd_credentials_are_read_and_errors_name_the_credential_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).expect("mkdir");
+    std::fs::write(
+        creds.join("secrets.env"),
+        format!("QMOI_API__TOKEN={CANARY}\nQMOI_SERVER__LISTEN=nowhere\n"),
+    )
+    .expect("write");
+    let creds_s = creds.display().to_string();
+    let r = qmoi(
+        dir.path(),
+        &["config", "check"],
+        &[("CREDENTIALS_DIRECTORY", creds_s.as_str())],
+    );
+    assert!(!r.ok);
+    assert!(
+        r.out
+            .contains("secrets.env:2 (QMOI_SERVER__LISTEN): server.listen"),
+        "{}",
+        r.out
+    );
+    assert!(!r.out.contains(CANARY), "{}", r.out);
+    // One variable per credential file, too; the token is set (masked).
+    std::fs::write(creds.join("secrets.env"), "").expect("write");
+    std::fs::write(creds.join("QMOI_API__TOKEN"), format!("{CANARY}\n")).expect("write");
+    let r = qmoi(
+        dir.path(),
+        &["config", "check"],
+        &[("CREDENTIALS_DIRECTORY", creds_s.as_str())],
+    );
+    assert!(r.ok, "{}", r.out);
+    assert!(
+        !r.out.contains("api.token (or QMOI_API__TOKEN)"),
+        "token seen: {}",
+        r.out
+    );
+    assert!(!r.out.contains(CANARY), "{}", r.out);
+}

@@ -565,10 +565,13 @@ impl Config {
                 Err(e) => return Err(e),
             }
         }
-        let env = match &sources.env {
+        let env: Vec<(String, String)> = match &sources.env {
             Some(env) => env.clone(),
             None => std::env::vars().collect(),
         };
+        if let Some((_, dir)) = env.iter().find(|(k, _)| k == CREDENTIALS_VAR) {
+            vars.extend(credentials(std::path::Path::new(dir))?);
+        }
         vars.extend(env.into_iter().map(|(k, v)| {
             let origin = Origin::Env { var: k.clone() };
             (k, v, origin)
@@ -639,6 +642,55 @@ impl EmailConfig {
 /// Variables read by the command line itself, not part of the config tree.
 fn is_cli_only_var(k: &str) -> bool {
     matches!(k, "QMOI_CONFIG" | "QMOI_LOG")
+}
+
+/// Set by systemd (`LoadCredential=`) to the folder holding the credentials.
+pub const CREDENTIALS_VAR: &str = "CREDENTIALS_DIRECTORY";
+
+/// systemd credentials: a file named `*.env` is read as a `.env` file, a
+/// file named `QMOI_*` is that variable's value (trailing newline dropped).
+/// They sit between `.env` and the environment in precedence.
+fn credentials(dir: &std::path::Path) -> Result<Vec<(String, String, Origin)>, ConfigError> {
+    let unreadable = |e: std::io::Error| ConfigError::Unreadable {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for path in names {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".env") {
+            let text = read_text(&path, ConfigError::Missing(path.clone()))?;
+            for a in dotenv::parse(&path, &text)? {
+                let origin = Origin::DotEnv {
+                    path: path.clone(),
+                    line: a.line,
+                    var: a.key.clone(),
+                };
+                out.push((a.key, a.value, origin));
+            }
+        } else if name.starts_with(ENV_PREFIX) {
+            let text = read_text(&path, ConfigError::Missing(path.clone()))?;
+            let value = text.strip_suffix('\n').unwrap_or(&text).to_string();
+            out.push((
+                name.clone(),
+                value,
+                Origin::DotEnv {
+                    path: path.clone(),
+                    line: 1,
+                    var: name,
+                },
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a dotted key holds a secret (its value is never shown).
