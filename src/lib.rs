@@ -33,6 +33,7 @@ pub mod health;
 pub mod identity;
 pub mod intake;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod notify;

@@ -206,29 +206,22 @@ fn validated_config(cli: &Cli, listen: Option<SocketAddr>) -> Result<Validated> 
     Ok(load_and_validate(&sources(cli), overrides(cli, listen))?)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QMOI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr: stdout belongs to the console channel.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Cmd::Serve { listen } => {
-            init_logging();
             let _term = terminal::TermGuard::save();
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")
-                .and_then(|rt| {
-                    let r = rt.block_on(serve(&cli, *listen));
+            validated_config(&cli, *listen)
+                .and_then(|v| {
+                    qmoi::logging::init(&v.config.log)?;
+                    Ok(v.config)
+                })
+                .and_then(|config| {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .build()
+                        .context("starting the async runtime")?;
+                    let r = rt.block_on(serve(&cli, *listen, config));
                     // Never wait on a blocked write to a full stdout pipe.
                     rt.shutdown_timeout(std::time::Duration::from_secs(2));
                     r
@@ -305,8 +298,7 @@ fn dashboard_login_url(cli: &Cli, url: Option<&str>, person: Option<&str>) -> Re
     Ok(())
 }
 
-async fn serve(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
-    let config = validated_config(cli, listen)?.config;
+async fn serve(cli: &Cli, listen: Option<SocketAddr>, config: Config) -> Result<()> {
     let mut signals = Signals::install().context("installing signal handlers")?;
     let console = config.console.enabled.then(|| {
         let t = terminal::open();

@@ -312,8 +312,12 @@ async fn bad_requests_are_refused_and_store_nothing() {
         .post_gitlab("Job Hook", &hook, Some("wrong-secret"), None)
         .await;
     assert_eq!(
-        (s, b["error"].as_str()),
-        (401, Some("wrong or missing X-Gitlab-Token"))
+        (s, b["error"].as_str(), b["message"].as_str()),
+        (
+            401,
+            Some("unauthorized"),
+            Some("wrong or missing X-Gitlab-Token")
+        )
     );
     let (s, _) = bot.post_gitlab("Job Hook", &hook, None, None).await;
     assert_eq!(s, 401);
@@ -331,10 +335,11 @@ async fn bad_requests_are_refused_and_store_nothing() {
     assert_eq!(resp.status().as_u16(), 400);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("malformed payload"),
+        body["error"] == "malformed_payload"
+            && body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("malformed payload"),
         "{body}"
     );
 
@@ -350,7 +355,7 @@ async fn bad_requests_are_refused_and_store_nothing() {
     assert_eq!(resp.status().as_u16(), 401);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert!(
-        body["error"]
+        body["message"]
             .as_str()
             .unwrap_or_default()
             .contains("QMOI_GITHUB__WEBHOOK_SECRET"),
@@ -381,7 +386,10 @@ async fn bad_requests_are_refused_and_store_nothing() {
             &json!({"kind": "fix_proposed", "platform": "gitlab", "project": "x"}),
         )
         .await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("missing field fix")));
+    assert_eq!(
+        (s, b["error"].as_str(), b["message"].as_str()),
+        (400, Some("malformed_payload"), Some("missing field fix"))
+    );
 
     assert_eq!(
         bot.store().tree("events").expect("tree").len(),

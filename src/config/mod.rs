@@ -113,6 +113,38 @@ pub struct Config {
     pub mirror: MirrorConfig,
     /// The master's dashboard.
     pub dashboard: DashboardConfig,
+    /// Logging (`QMOI_LOG` overrides `log.filter`).
+    pub log: LogConfig,
+}
+
+/// How log lines are written (to stderr; stdout is the console's).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`
+    /// and the event's fields at the top level.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `qmoi=debug,hyper=warn`); invalid is an error.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
 }
 
 /// How Slack delivers events to qmoi.
@@ -456,6 +488,7 @@ impl Default for Config {
             discord: DiscordConfig::default(),
             memory: MemoryConfig::default(),
             mirror: MirrorConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -586,7 +619,11 @@ impl Config {
         // list lets tests and `.env` work without mutating global state.
         let mut fig_env = Figment::new();
         for (k, (v, origin)) in &merged {
-            let key = k[ENV_PREFIX.len()..].to_lowercase().replace("__", ".");
+            let key = match k.as_str() {
+                // The one short name: QMOI_LOG=debug.
+                "QMOI_LOG" => "log.filter".to_string(),
+                _ => k[ENV_PREFIX.len()..].to_lowercase().replace("__", "."),
+            };
             origins.set_var(&key, origin.clone());
             // Secrets stay exactly as written; other values may be numbers,
             // booleans or lists (`QMOI_NOTIFY__CHANNELS='["console","email"]'`).
@@ -641,7 +678,7 @@ impl EmailConfig {
 
 /// Variables read by the command line itself, not part of the config tree.
 fn is_cli_only_var(k: &str) -> bool {
-    matches!(k, "QMOI_CONFIG" | "QMOI_LOG")
+    matches!(k, "QMOI_CONFIG")
 }
 
 /// Set by systemd (`LoadCredential=`) to the folder holding the credentials.

@@ -121,6 +121,7 @@ pub const CHECKS: &[Check] = &[
     super::memory::memory_section,
     super::mirror::check,
     engine_section,
+    log_section,
 ];
 
 /// A notification channel: its name and whether it can deliver with this
@@ -564,6 +565,18 @@ fn github_section(input: &Input, f: &mut Findings) {
             format!(
                 "GitHub re-runs are off: set {} so `retry` works on GitHub notifications",
                 how_to_set("github.token")
+            ),
+        );
+    }
+}
+
+fn log_section(input: &Input, f: &mut Findings) {
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&input.config.log.filter) {
+        f.error(
+            "log.filter",
+            format!(
+                "'{}' is not a log filter ({e}); e.g. info or qmoi=debug,hyper=warn",
+                input.config.log.filter
             ),
         );
     }

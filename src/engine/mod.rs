@@ -186,6 +186,21 @@ impl Engine {
     /// any, runs in its own task whatever the caller does next.
     pub async fn accept(&self, cmd: Command) -> Accepted {
         let started = std::time::Instant::now();
+        // For the one log line per command: who, what (the verb only — the
+        // rest may be a confirmation code or free text), where.
+        let (who, channel, place) = (
+            cmd.origin.identity.clone(),
+            cmd.origin.channel.clone(),
+            cmd.origin.thread.clone().unwrap_or_default(),
+        );
+        let verb: String = cmd
+            .text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(32)
+            .collect();
         // In a task of its own: a caller that goes away mid-way cannot stop
         // a claim short of its flush, or a decision short of its action.
         let engine = self.clone();
@@ -196,11 +211,22 @@ impl Engine {
         self.inner.metrics.observe_ack(started.elapsed());
         match result {
             Ok(a) => {
-                self.inner.metrics.command(status_label(a.ack.status));
+                let result = status_label(a.ack.status);
+                self.inner.metrics.command(result);
+                tracing::info!(
+                    who = %who,
+                    channel = %channel,
+                    place = %place,
+                    command = %verb,
+                    notification = a.ack.notification,
+                    result,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "command"
+                );
                 a
             }
             Err(e) => {
-                tracing::error!(error = %e, "command handling failed");
+                tracing::error!(who = %who, channel = %channel, place = %place, command = %verb, error = %e, duration_ms = started.elapsed().as_millis() as u64, "command handling failed");
                 self.inner.metrics.command("error");
                 Accepted {
                     ack: Reply::new(

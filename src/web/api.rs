@@ -5,6 +5,7 @@ use super::hooks::{accept, bad_payload};
 use super::{error, AppState};
 use crate::command::{Command, Evidence, Origin};
 use crate::events::{ApiEvent, PayloadError};
+use crate::store::{trees, CommandRecord, CommandStatus};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,8 +25,9 @@ pub(super) fn unauthorized(
 ) -> Option<Response> {
     let Some(token) = state.config.api.token.as_ref().filter(|t| !t.is_empty()) else {
         state.metrics.rejected(endpoint, "disabled");
-        return Some(error(
+        return Some(super::error_code(
             StatusCode::UNAUTHORIZED,
+            "disabled",
             "the API is disabled: set QMOI_API__TOKEN",
         ));
     };
@@ -109,8 +111,24 @@ pub async fn post_command(
                 .map(str::to_string)
         })
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // A key names one intent: the same key with another command is a
+    // client bug, not a retry, and must not be answered with the old reply.
+    let stored_key = format!("api:{key}");
+    if let Ok(Some(earlier)) = state
+        .store
+        .get::<CommandRecord>(trees::COMMANDS, stored_key.as_bytes())
+    {
+        let c = &earlier.command;
+        if c.text != b.text || c.origin.identity != b.actor || c.target != b.notification {
+            return super::error_code(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this idempotency key was used for a different command; use a new key",
+            );
+        }
+    }
     let cmd = Command::new(
-        format!("api:{key}"),
+        stored_key,
         Origin {
             channel: CHANNEL.into(),
             identity: b.actor,
@@ -124,6 +142,17 @@ pub async fn post_command(
     )
     .answering(b.notification);
     let accepted = state.engine.accept(cmd).await;
+    if accepted.ack.status == CommandStatus::Denied {
+        let mut r = (
+            StatusCode::FORBIDDEN,
+            Json(
+                json!({ "error": "refused", "message": accepted.ack.text, "reply": accepted.ack }),
+            ),
+        )
+            .into_response();
+        r.extensions_mut().insert(super::ErrorCode("refused"));
+        return r;
+    }
     match (b.wait, accepted.outcome) {
         (true, Some(rx)) => {
             let reply = rx.await.unwrap_or(accepted.ack);

@@ -151,5 +151,5 @@ fn ignored(why: &str) -> Response {
 pub(super) fn bad_payload(state: &AppState, endpoint: &str, e: PayloadError) -> Response {
     state.metrics.rejected(endpoint, "malformed");
     tracing::warn!(endpoint, error = %e, "refused a malformed payload");
-    error(StatusCode::BAD_REQUEST, &e.to_string())
+    super::error_code(StatusCode::BAD_REQUEST, "malformed_payload", &e.to_string())
 }

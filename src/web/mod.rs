@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(admin::routes())
+        .layer(axum::middleware::from_fn(errors_as_json))
         .with_state(state);
     match dash {
         Some(d) => app.merge(d),
@@ -140,7 +141,73 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
         .into_response()
 }
 
-/// A JSON error body: `{"error": "..."}`.
+/// The stable machine-readable code for a status, when a handler gives none.
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "refused",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "rate_limited",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "error",
+    }
+}
+
+/// The error code of a response, for the refusal log line.
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
+
+/// A JSON error body: `{"error": CODE, "message": "..."}`, the code taken
+/// from the status.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+    error_code(status, code_for(status), message)
+}
+
+/// A JSON error body with a specific stable code.
+pub(crate) fn error_code(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let mut r = (status, Json(json!({ "error": code, "message": message }))).into_response();
+    r.extensions_mut().insert(ErrorCode(code));
+    r
+}
+
+/// Every error leaves as JSON — including axum's own rejections (413 body
+/// too large, 400 bad path id, 404 unknown route) — and every refused
+/// request is logged once: status, code, peer, method, path; never headers
+/// or body, so never a presented secret.
+async fn errors_as_json(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let res = if res.extensions().get::<ErrorCode>().is_some() {
+        res
+    } else {
+        let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        let message = if text.trim().is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text.trim().to_string()
+        };
+        error(status, &message)
+    };
+    let code = res.extensions().get::<ErrorCode>().map_or("error", |c| c.0);
+    tracing::warn!(status = status.as_u16(), error = code, peer = %peer, method = %method, path = %path, "request refused");
+    res
 }
