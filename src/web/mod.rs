@@ -193,7 +193,12 @@ async fn errors_as_json(req: axum::extract::Request, next: axum::middleware::Nex
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let res = if res.extensions().get::<ErrorCode>().is_some() {
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let res = if is_json || res.extensions().get::<ErrorCode>().is_some() {
         res
     } else {
         let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
