@@ -344,7 +344,12 @@ impl Metrics {
 
     /// Prometheus text exposition (format 0.0.4; serve with [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        if let Some(p) = self.probe.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(p) = self
+            .probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             p(self);
         }
         let mut e = Exposition::default();
