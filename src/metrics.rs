@@ -24,6 +24,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 type Labels = Vec<(String, String)>;
 
+/// Gauge name → (help, labels → value).
+type Gauges = BTreeMap<String, (String, BTreeMap<Labels, f64>)>;
+
 /// Counter name → (help, labels → value).
 type Counters = BTreeMap<String, (String, BTreeMap<Labels, u64>)>;
 
@@ -165,7 +168,7 @@ pub type Probe = Box<dyn Fn(&Metrics) + Send + Sync>;
 /// The process's metrics.
 pub struct Metrics {
     counters: Mutex<Counters>,
-    gauges: Mutex<BTreeMap<String, (String, BTreeMap<Labels, f64>)>>,
+    gauges: Mutex<Gauges>,
     probe: Mutex<Option<Probe>>,
     ack: Mutex<Histogram>,
     collectors: RwLock<Vec<Arc<dyn Collector>>>,
