@@ -72,12 +72,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(admin::routes())
-        .layer(axum::middleware::from_fn(errors_as_json))
         .with_state(state);
-    match dash {
+    let app = match dash {
         Some(d) => app.merge(d),
         None => app,
-    }
+    };
+    app.layer(axum::middleware::from_fn(errors_as_json))
 }
 
 /// Alive: the process answers. (Readiness is `/readyz`.)
@@ -177,7 +177,8 @@ pub(crate) fn error_code(status: StatusCode, code: &'static str, message: &str) 
 }
 
 /// Every error leaves as JSON — including axum's own rejections (413 body
-/// too large, 400 bad path id, 404 unknown route) — and every refused
+/// too large, 400 bad path id, 404 unknown route); the dashboard's HTML
+/// refusal pages stay pages (a browser reads them) — and every refused
 /// request is logged once: status, code, peer, method, path; never headers
 /// or body, so never a presented secret.
 async fn errors_as_json(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -193,12 +194,12 @@ async fn errors_as_json(req: axum::extract::Request, next: axum::middleware::Nex
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_json = res
+    let keep = res
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let res = if is_json || res.extensions().get::<ErrorCode>().is_some() {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    let res = if keep || res.extensions().get::<ErrorCode>().is_some() {
         res
     } else {
         let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
