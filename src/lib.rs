@@ -14,7 +14,7 @@
 //! - [`notify`] — templates → outbox → channel adapters, with retries;
 //! - [`render`] — per-medium escaping, limits and message shapes: outside
 //!   content is made inert for each medium by construction;
-//! - [`store`] — the memory in sled, including the hash-chained audit log;
+//! - [`store`] — the memory behind a narrow storage trait, including the hash-chained audit log;
 //! - [`config`], [`identity`], [`metrics`], [`clock`], [`app`] — settings,
 //!   people, counters, time that tests can move, and the wiring.
 

@@ -19,7 +19,7 @@ pub struct MemoryConfig {
     pub retention_batch: usize,
     /// How often retention runs a round of batches, e.g. `10m`.
     pub retention_every: String,
-    /// sled's page cache in MiB (sled's own default is 1 GiB).
+    /// The storage backend's page cache in MiB (the backend's own default is 1 GiB).
     pub cache_mb: u64,
     /// How often a verified backup is written to `paths.backups`
     /// (`1d`, `12h`, `30m`; `off` for never).

@@ -81,7 +81,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the sled memory lives (`QMOI_DATA_DIR`).
+    /// Where the memory lives (`QMOI_DATA_DIR`).
     pub data_dir: PathBuf,
     /// The HTTP server (webhooks, API, health, metrics).
     pub server: ServerConfig,

@@ -196,7 +196,7 @@ impl Ledger {
         let t = self.store.tree(TREE)?;
         let mut out = Vec::new();
         for item in t.scan_prefix(prefix.as_bytes()) {
-            let (_, v) = item.map_err(StoreError::from)?;
+            let (_, v) = item?;
             if let Ok(r) = serde_json::from_slice::<EffectRecord>(&v) {
                 out.push(r);
             }

@@ -8,9 +8,7 @@
 use super::{Accepted, Engine, EngineError, Reply};
 use crate::command::{CommandSpec, Parsed};
 use crate::identity::Person;
-use crate::store::{
-    trees, AuditEntry, CommandRecord, CommandStatus, PendingConfirmation, StoreError,
-};
+use crate::store::{trees, AuditEntry, CommandRecord, CommandStatus, PendingConfirmation};
 use chrono::Utc;
 use rand::Rng;
 
@@ -73,11 +71,10 @@ impl Engine {
         let store = self.store();
         let code = parsed.text("code").unwrap_or_default().to_uppercase();
         let tree = store.tree(trees::CONFIRMATIONS)?;
-        let pending: Option<PendingConfirmation> =
-            match tree.get(code.as_bytes()).map_err(StoreError::from)? {
-                Some(b) => serde_json::from_slice(&b).ok(),
-                None => None,
-            };
+        let pending: Option<PendingConfirmation> = match tree.get(code.as_bytes())? {
+            Some(b) => serde_json::from_slice(&b).ok(),
+            None => None,
+        };
         let refuse = |text: String, status| Reply::new(status, text, None);
         let Some(pending) = pending else {
             let reply = refuse(
@@ -101,7 +98,7 @@ impl Engine {
                 .await;
         }
         if pending.expires_at < Utc::now() {
-            tree.remove(code.as_bytes()).map_err(StoreError::from)?;
+            tree.remove(code.as_bytes())?;
             let reply = refuse(
                 format!("Code {code} expired; send the command again for a new code."),
                 CommandStatus::Rejected,
@@ -111,11 +108,7 @@ impl Engine {
                 .await;
         }
         // Remove first: of two concurrent confirms only one gets the value.
-        if tree
-            .remove(code.as_bytes())
-            .map_err(StoreError::from)?
-            .is_none()
-        {
+        if tree.remove(code.as_bytes())?.is_none() {
             let reply = refuse(
                 format!("Code {code} was already used."),
                 CommandStatus::Rejected,

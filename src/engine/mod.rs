@@ -2,7 +2,7 @@
 //!
 //! For each [`Command`]:
 //!
-//! 1. **deduplicate** — the idempotency key is claimed in sled; a key seen
+//! 1. **deduplicate** — the idempotency key is claimed in the store; a key seen
 //!    before is answered with the earlier reply and nothing runs again;
 //! 2. **understand** — the shared parser turns text into a command;
 //! 3. **authorize** — the identity must map to a person holding a role the

@@ -1,7 +1,7 @@
 //! From notification to people: templates → outbox → channel adapters.
 //!
 //! The notifier renders a message for every enabled channel and writes it to
-//! the outbox in sled (so a crash between "decided" and "told" loses nothing).
+//! the outbox in the store (so a crash between "decided" and "told" loses nothing).
 //! Delivery is split by concern:
 //!
 //! - [`worker`]: one worker per channel — its own queue, pacing and backoff,

@@ -133,7 +133,7 @@ pub fn delivery_states(store: &Store, id: u64) -> Result<Vec<DeliveryState>, Sto
     let tree = store.tree(DELIVERIES)?;
     let mut out = Vec::new();
     for kv in tree.scan_prefix(seq_key(id)) {
-        let (_, v) = kv.map_err(StoreError::from)?;
+        let (_, v) = kv?;
         if let Ok(s) = serde_json::from_slice::<DeliveryState>(&v) {
             out.push(s);
         }

@@ -51,6 +51,11 @@ impl Barrier {
         })
     }
 
+    /// The data directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Flushes sled's buffers, then forces them to stable storage. Blocking:
     /// call it from a blocking thread.
     pub(super) fn sync(&self, db: &sled::Db) -> io::Result<()> {

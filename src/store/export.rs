@@ -46,7 +46,7 @@ pub fn export_jsonl(store: &Store, out: &mut dyn Write) -> Result<usize, ExportE
     for name in store.tree_names() {
         let tree = store.tree(&name)?;
         for item in tree.iter() {
-            let (k, v) = item.map_err(StoreError::from)?;
+            let (k, v) = item?;
             let (value, value_hex) = match serde_json::from_slice::<serde_json::Value>(&v) {
                 Ok(j) => (Some(j), None),
                 Err(_) => (None, Some(hex::encode(&v))),
@@ -97,10 +97,7 @@ pub fn import_jsonl(store: &Store, input: &mut dyn BufRead) -> Result<usize, Exp
             (None, Some(h)) => hex::decode(h).map_err(|e| bad(format!("value_hex: {e}")))?,
             _ => return Err(bad("exactly one of value, value_hex is required".into())),
         };
-        store
-            .tree(&rec.tree)?
-            .insert(key, value)
-            .map_err(StoreError::from)?;
+        store.tree(&rec.tree)?.insert(key, value)?;
         n += 1;
     }
     store.flush_blocking()?;

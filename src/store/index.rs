@@ -18,6 +18,7 @@
 //! match again (a question that was answered for good): the index forgets
 //! it until the record is written again.
 
+use super::backend::{Op, Tree};
 use super::{decode, trees, Store, StoreError};
 use serde::de::DeserializeOwned;
 
@@ -63,7 +64,7 @@ pub struct IndexHit<T> {
     /// The decoded record.
     pub value: T,
     entry: Vec<u8>,
-    index: sled::Tree,
+    index: Tree,
 }
 
 impl<T> IndexHit<T> {
@@ -105,29 +106,30 @@ impl Store {
             .map(u32::from_be_bytes);
         if built != Some(def.version) {
             self.rebuild_index(&def)?;
-            meta.insert(marker.as_bytes(), &def.version.to_be_bytes())?;
+            meta.insert(marker.as_bytes(), def.version.to_be_bytes())?;
         }
         Ok(())
     }
 
     /// Drops and rebuilds an index from its tree, in batches.
     fn rebuild_index(&self, def: &IndexDef) -> Result<(), StoreError> {
-        let idx = self.tree(&def.tree_name())?;
-        idx.clear()?;
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
+        let name = def.tree_name();
+        self.tree(&name)?.clear()?;
+        let mut batch = Vec::new();
         for item in self.tree(def.tree)?.iter() {
             let (k, v) = item?;
             for term in (def.terms)(&k, &v) {
-                batch.insert(entry_key(&term, &k), k.as_ref());
-                n += 1;
+                batch.push(Op {
+                    tree: name.clone(),
+                    key: entry_key(&term, &k),
+                    value: Some(k.clone()),
+                });
             }
-            if n >= 10_000 {
-                idx.apply_batch(std::mem::take(&mut batch))?;
-                n = 0;
+            if batch.len() >= 10_000 {
+                self.inner.backend.apply(&std::mem::take(&mut batch))?;
             }
         }
-        idx.apply_batch(batch)?;
+        self.inner.backend.apply(&batch)?;
         Ok(())
     }
 
@@ -195,10 +197,9 @@ impl Store {
         let def = self.index_def(index)?;
         let idx = self.tree(&def.tree_name())?;
         let primary = self.tree(def.tree)?;
-        let iter = idx.scan_prefix(term);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
-            Order::Ascending => Box::new(iter),
-            Order::Descending => Box::new(iter.rev()),
+        let iter = match order {
+            Order::Ascending => idx.scan_prefix(term),
+            Order::Descending => idx.scan_prefix(term).rev(),
         };
         let mut out = Vec::new();
         for item in iter {
@@ -224,8 +225,8 @@ impl Store {
             };
             let hit = IndexHit {
                 value,
-                key: key.to_vec(),
-                entry: entry.to_vec(),
+                key,
+                entry,
                 index: idx.clone(),
             };
             if keep(&hit)? {

@@ -554,7 +554,7 @@ mod tests {
         let idx = s.tree("idx.notifications.answer").expect("idx");
         let mut ghost = b"approve\0".to_vec();
         ghost.extend_from_slice(&seq_key(9));
-        idx.insert(&ghost, &seq_key(9)).expect("ghost");
+        idx.insert(&ghost, seq_key(9)).expect("ghost");
         assert!(s.latest_awaiting("approve", None).expect("read").is_none());
         assert!(!idx.contains_key(&ghost).expect("read"), "ghost removed");
     }

@@ -1,4 +1,5 @@
-//! qmoi's memory: one sled database, one tree per kind of record.
+//! qmoi's memory: one tree per kind of record, in a storage [`Backend`]
+//! (sled today, see [`backend`] for what another one must provide).
 //!
 //! Everything a person or a platform is told about is written here and
 //! flushed to disk *before* they are told ([`Store::durable`]). Flushes are
@@ -9,6 +10,7 @@
 //! keys are big-endian so trees iterate in order.
 
 mod audit;
+pub mod backend;
 pub mod backup;
 mod barrier;
 pub mod checkpoint;
@@ -20,11 +22,13 @@ pub mod open;
 pub mod records;
 mod retention;
 pub mod seal;
+mod sled_backend;
 
 pub use audit::{
     verify_chain, verify_live, verify_records, AuditBase, AuditEntry, AuditError, AuditProblem,
     AuditReport,
 };
+pub use backend::{Backend, Scan, Tree};
 pub use export::{export_jsonl, import_jsonl, ExportError};
 pub use index::{IndexDef, IndexHit, Order, TermsFn, INDEX_PREFIX};
 pub use indexes::names as index_names;
@@ -40,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Meta key of this memory's identity (checkpoints are filed under it).
 const STORE_ID_KEY: &[u8] = b"store_id";
 
-/// sled page cache when nothing else is configured, in MiB.
+/// The backend's page cache when nothing else is configured, in MiB.
 pub const DEFAULT_CACHE_MB: u64 = 16;
 
 /// Version of the record layout; bumped when old data needs a migration.
@@ -50,9 +54,12 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// run time they mean a disk problem and are reported, never ignored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled failed (I/O, corruption, lock held by another process).
-    #[error("memory (sled): {0}")]
-    Sled(#[from] sled::Error),
+    /// The storage backend failed (corruption, an internal error).
+    #[error("memory: {0}")]
+    Backend(String),
+    /// Another process holds the data directory's lock.
+    #[error("memory locked by another process: {0}")]
+    Locked(String),
     /// A record could not be encoded or decoded.
     #[error("memory record {tree}/{key}: {reason}")]
     Codec {
@@ -72,7 +79,7 @@ pub enum StoreError {
     /// The flush task is gone (shutting down).
     #[error("memory flush failed: {0}")]
     Flush(String),
-    /// Opening our own descriptor on sled's files, or syncing one, failed.
+    /// Reading, writing or syncing the backend's files failed.
     #[error("memory sync: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -88,8 +95,7 @@ pub enum Claim<T> {
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
 struct Inner {
-    db: sled::Db,
-    barrier: barrier::Barrier,
+    backend: Arc<dyn Backend>,
     flusher: OnceLock<mpsc::UnboundedSender<FlushWaiter>>,
     audit_tail: Mutex<Option<(u64, String)>>,
     flushes: std::sync::atomic::AtomicU64,
@@ -101,7 +107,7 @@ impl Inner {
     fn sync(&self) -> Result<(), String> {
         self.flushes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.barrier.sync(&self.db).map_err(|e| e.to_string())
+        self.backend.sync().map_err(|e| e.to_string())
     }
 }
 
@@ -184,16 +190,16 @@ impl Store {
     /// Opens with sled's page cache limited to `cache_mb` MiB
     /// (`memory.cache_mb`; sled's own default is 1 GiB, and RSS grows to it).
     pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_mb.max(1) * 1024 * 1024)
-            .flush_every_ms(Some(500))
-            .open()?;
-        let barrier = barrier::Barrier::open(dir)?;
+        let backend = sled_backend::SledBackend::open(dir, cache_mb)?;
+        Store::with_backend(Arc::new(backend))
+    }
+
+    /// The memory kept in `backend`, checking the schema version and
+    /// building missing indexes.
+    pub fn with_backend(backend: Arc<dyn Backend>) -> Result<Store, StoreError> {
         let store = Store {
             inner: Arc::new(Inner {
-                db,
-                barrier,
+                backend,
                 flusher: OnceLock::new(),
                 audit_tail: Mutex::new(None),
                 flushes: std::sync::atomic::AtomicU64::new(0),
@@ -209,14 +215,13 @@ impl Store {
                 }
             }
             None => {
-                meta.insert("schema_version", &seq_key(SCHEMA_VERSION))?;
+                meta.insert("schema_version", seq_key(SCHEMA_VERSION))?;
                 store.flush_blocking()?;
             }
         }
         if meta.get(STORE_ID_KEY)?.is_none() {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            let _ =
-                meta.compare_and_swap(STORE_ID_KEY, None as Option<&[u8]>, Some(id.as_bytes()))?;
+            let _ = meta.compare_and_swap(STORE_ID_KEY, None, Some(id.as_bytes()))?;
         }
         for def in indexes::BUILTIN {
             store.register_index(*def)?;
@@ -226,21 +231,12 @@ impl Store {
 
     /// Every named tree in the database, sorted (channels' trees included).
     pub fn tree_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .db
-            .tree_names()
-            .into_iter()
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
-            .filter(|n| !n.starts_with("__sled__"))
-            .collect();
-        names.sort();
-        names
+        self.inner.backend.tree_names()
     }
 
-    /// A tree by name.
-    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.inner.db.open_tree(name)?)
+    /// A tree by name (raw bytes; writes through it keep no index).
+    pub fn tree(&self, name: &str) -> Result<Tree, StoreError> {
+        Ok(Tree::new(self.inner.backend.clone(), name))
     }
 
     /// This memory's identity, made at creation (exports carry it along).
@@ -252,14 +248,16 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Bytes sled uses on disk.
+    /// Bytes the backend uses on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        self.inner.backend.size_on_disk()
     }
 
-    /// The raw database, for export/import.
-    pub fn db(&self) -> &sled::Db {
-        &self.inner.db
+    /// Copies the memory as it is at one instant into the empty `dir` and
+    /// opens the copy (for point-in-time backups); see [`Backend::snapshot`].
+    pub fn snapshot(&self, dir: &Path) -> Result<Store, StoreError> {
+        self.inner.backend.snapshot(dir)?;
+        Store::with_backend(self.inner.backend.open_snapshot(dir)?)
     }
 
     /// Makes everything written so far durable: sled's flush followed by a
@@ -318,11 +316,16 @@ impl Store {
     pub fn next_seq(&self, counter: &str) -> Result<u64, StoreError> {
         let meta = self.tree(trees::META)?;
         let key = format!("seq:{counter}");
-        let v = meta.update_and_fetch(key.as_bytes(), |old| {
-            let n = old.and_then(seq_of).unwrap_or(0) + 1;
-            Some(seq_key(n).to_vec())
-        })?;
-        Ok(v.as_deref().and_then(seq_of).unwrap_or(1))
+        loop {
+            let old = meta.get(key.as_bytes())?;
+            let n = old.as_deref().and_then(seq_of).unwrap_or(0) + 1;
+            if meta
+                .compare_and_swap(key.as_bytes(), old.as_deref(), Some(&seq_key(n)))?
+                .is_ok()
+            {
+                return Ok(n);
+            }
+        }
     }
 
     /// Reads a JSON record.
@@ -363,13 +366,12 @@ impl Store {
     ) -> Result<Claim<T>, StoreError> {
         let bytes = encode(tree, key, value)?;
         self.index_before(tree, key, Some(&bytes))?;
-        match self.tree(tree)?.compare_and_swap(
-            key,
-            None as Option<&[u8]>,
-            Some(bytes.as_slice()),
-        )? {
+        match self
+            .tree(tree)?
+            .compare_and_swap(key, None, Some(bytes.as_slice()))?
+        {
             Ok(()) => Ok(Claim::Won),
-            Err(cas) => match cas.current {
+            Err(current) => match current {
                 Some(cur) => Ok(Claim::Taken(decode(tree, key, &cur)?)),
                 // Deleted between our read and write; treat as taken by nobody.
                 None => Ok(Claim::Won),
@@ -417,7 +419,7 @@ impl Store {
             };
             let bytes = encode(tree, key, &next)?;
             self.index_before(tree, key, Some(&bytes))?;
-            if t.compare_and_swap(key, current.as_ref(), Some(bytes.as_slice()))?
+            if t.compare_and_swap(key, current.as_deref(), Some(bytes.as_slice()))?
                 .is_ok()
             {
                 self.index_after(tree, key, current.as_deref(), Some(&bytes))?;
@@ -480,7 +482,7 @@ impl Store {
         notification: u64,
     ) -> Result<(), StoreError> {
         self.tree(trees::THREADS)?
-            .insert(thread_key(channel, thread), &seq_key(notification))?;
+            .insert(thread_key(channel, thread), seq_key(notification))?;
         self.update::<Notification, _>(trees::NOTIFICATIONS, &seq_key(notification), |n| {
             let mut n = n?;
             let r = ThreadRef {
@@ -545,7 +547,7 @@ pub(crate) fn thread_key(channel: &str, thread: &str) -> Vec<u8> {
 /// mark that it was queued): after a crash, all of them are there or none.
 #[derive(Debug, Default)]
 pub struct Writes {
-    ops: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+    ops: Vec<backend::Op>,
 }
 
 impl Writes {
@@ -556,57 +558,34 @@ impl Writes {
         key: &[u8],
         value: &T,
     ) -> Result<(), StoreError> {
-        self.ops.push((
-            tree.to_string(),
-            key.to_vec(),
-            Some(encode(tree, key, value)?),
-        ));
+        self.ops.push(backend::Op {
+            tree: tree.to_string(),
+            key: key.to_vec(),
+            value: Some(encode(tree, key, value)?),
+        });
         Ok(())
     }
 
     /// Adds a removal.
     pub fn remove(&mut self, tree: &str, key: &[u8]) {
-        self.ops.push((tree.to_string(), key.to_vec(), None));
+        self.ops.push(backend::Op {
+            tree: tree.to_string(),
+            key: key.to_vec(),
+            value: None,
+        });
     }
 }
 
 impl Store {
-    /// Applies `writes` in one sled transaction across their trees.
+    /// Applies `writes` atomically across their trees.
     pub fn commit(&self, writes: Writes) -> Result<(), StoreError> {
-        use sled::transaction::{TransactionError, Transactional};
-        let mut names: Vec<String> = writes.ops.iter().map(|o| o.0.clone()).collect();
-        names.sort();
-        names.dedup();
-        let trees: Vec<sled::Tree> = names
-            .iter()
-            .map(|n| self.tree(n))
-            .collect::<Result<_, _>>()?;
-        let index = |name: &str| names.iter().position(|n| n == name).unwrap_or(0);
         // Index entries first (stale ones are pruned on read), as `put` does.
-        for (tree, key, value) in &writes.ops {
-            self.index_before(tree, key, value.as_deref())?;
+        for op in &writes.ops {
+            self.index_before(&op.tree, &op.key, op.value.as_deref())?;
         }
-        let result = trees.as_slice().transaction(|tx| {
-            let mut olds = Vec::with_capacity(writes.ops.len());
-            for (tree, key, value) in &writes.ops {
-                let t = &tx[index(tree)];
-                let old = match value {
-                    Some(v) => t.insert(key.as_slice(), v.as_slice())?,
-                    None => t.remove(key.as_slice())?,
-                };
-                olds.push(old);
-            }
-            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(olds)
-        });
-        let olds = match result {
-            Ok(olds) => olds,
-            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort(())) => {
-                return Err(StoreError::Flush("transaction aborted".into()))
-            }
-        };
-        for ((tree, key, value), old) in writes.ops.iter().zip(olds) {
-            self.index_after(tree, key, old.as_deref(), value.as_deref())?;
+        let olds = self.inner.backend.apply(&writes.ops)?;
+        for (op, old) in writes.ops.iter().zip(olds) {
+            self.index_after(&op.tree, &op.key, old.as_deref(), op.value.as_deref())?;
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ pub const PID_FILE: &str = "qmoi.pid";
 /// Why the memory could not be opened, as one sentence for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// Another process (a running `qmoi serve`) holds sled's lock.
+    /// Another process (a running `qmoi serve`) holds the data directory's lock.
     #[error("qmoi serve is running with this data directory ({}); use --url {} or stop it", pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "pid unknown".into()), url.clone().unwrap_or_else(|| "http://ADDRESS".into()))]
     Locked {
         /// The serving process, when its pid file is readable.
@@ -27,7 +27,7 @@ pub enum OpenError {
     Unreadable {
         /// The data directory.
         dir: PathBuf,
-        /// What sled said.
+        /// What the backend said.
         reason: String,
         /// The newest good backup, if any.
         backup: Option<PathBuf>,
@@ -55,13 +55,7 @@ pub fn open(dir: &Path, cache_mb: u64, backups: &Path) -> Result<Store, OpenErro
 }
 
 fn is_lock_conflict(e: &StoreError) -> bool {
-    match e {
-        StoreError::Sled(sled::Error::Io(io)) => {
-            io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().contains("could not acquire lock")
-        }
-        _ => false,
-    }
+    matches!(e, StoreError::Locked(_))
 }
 
 /// Records this process as the one serving `dir`.

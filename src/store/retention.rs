@@ -164,7 +164,7 @@ impl Store {
             }
         }
         match last {
-            Some(k) if seen == batch => meta.insert(HOOK_CURSOR, k.as_ref())?,
+            Some(k) if seen == batch => meta.insert(HOOK_CURSOR, &k)?,
             // Reached the end: start over next time.
             _ => meta.remove(HOOK_CURSOR)?,
         };

@@ -1,5 +1,5 @@
 //! `/admin/v1`: the operator's reads on a running bot, so nobody has to
-//! stop it (sled allows one process per data directory). Every route needs
+//! stop it (the store allows one process per data directory). Every route needs
 //! `Authorization: Bearer <memory.admin_token>`; with no token configured
 //! they answer 401 saying how to turn them on.
 //!

@@ -3,7 +3,7 @@
 //! One loop per mailbox, reconnecting with backoff. After every wake-up —
 //! login, IDLE notice, IDLE timeout — it searches for UIDs above the last one
 //! handled, so mail that arrived between a fetch and IDLE (or while qmoi was
-//! down) is never missed. UIDVALIDITY and the last UID live in sled, so a
+//! down) is never missed. UIDVALIDITY and the last UID live in the store, so a
 //! restart resumes exactly where it stopped and nothing is handled twice.
 //! Handled mail is flagged \Seen and moved to the processed or rejected
 //! folder; nothing is ever deleted. Every command has a timeout; the TCP
@@ -24,7 +24,7 @@ use tokio_util::either::Either;
 type Conn = Either<TcpStream, TlsStream<TcpStream>>;
 type Session = async_imap::Session<Conn>;
 
-/// Where the cursor lives in sled.
+/// Where the cursor lives in the store.
 const STATE: &str = "email_imap";
 /// IDLE is re-issued at least this often, whatever the config says.
 const MAX_IDLE: Duration = Duration::from_secs(300);

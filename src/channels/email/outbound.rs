@@ -4,7 +4,7 @@
 //! token bound to that recipient (in the Reply-To plus-address and in the
 //! Message-ID). Follow-ups to a notification reply to the recipient's first
 //! message and list the whole thread in References, so the conversation
-//! stays one thread in their client. Per-recipient progress is kept in sled,
+//! stays one thread in their client. Per-recipient progress is kept in the store,
 //! so a retried delivery never mails anyone twice.
 
 use super::token::{self, Tokens};

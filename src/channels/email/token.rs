@@ -4,7 +4,7 @@
 //! ID, encoded in base32
 //! (lowercase, no padding: survives mail systems that change case). The
 //! binding itself — notification, recipient, allowed answers, expiry, which
-//! questions it already decided — is kept in sled under the ID. A forged or
+//! questions it already decided — is kept in the store under the ID. A forged or
 //! mangled token fails the HMAC before any lookup; a stolen one is useless
 //! from any other address; an old one expires; a used one cannot decide the
 //! same question twice.
@@ -18,7 +18,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// The sled tree of issued tokens.
+/// The store tree of issued tokens.
 pub const TREE: &str = "email_tokens";
 const ID_LEN: usize = 8;
 const TAG_LEN: usize = 10;
