@@ -10,13 +10,13 @@ use crate::channels::console::{self, ConsoleChannel, Output};
 use crate::channels::{discord, email, slack};
 use crate::clock::{SharedClock, SystemClock};
 use crate::command::Registry;
-use crate::config::Config;
+use crate::config::{Config, Validated};
 use crate::effects::Ledger;
 use crate::engine::Engine;
 use crate::forge::Forges;
 use crate::health::Health;
-use crate::identity::Directory;
 use crate::intake::Intake;
+use crate::lifecycle::{ReloadError, ReloadReport, Reloadable};
 use crate::metrics::{Metrics, StoreGauges};
 use crate::mirror::Mirror;
 use crate::notify::{Notifier, Templates};
@@ -58,6 +58,8 @@ pub struct Running {
     pub mirror: Arc<Mirror>,
     /// Startup warnings (also logged).
     pub warnings: Vec<String>,
+    /// What a SIGHUP replaces (commands, templates, people).
+    pub reloadable: Reloadable,
     quit: Arc<tokio::sync::Notify>,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -67,6 +69,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// SIGHUP with a validated config: replaces commands, templates and
+    /// people everywhere at once; says what else needs a restart.
+    pub fn reload(&self, new: &Validated) -> Result<ReloadReport, ReloadError> {
+        self.reloadable.apply(&self.engine, new)
+    }
+
     /// Resolves when someone typed `quit` at the console.
     pub async fn quit_requested(&self) {
         self.quit.notified().await;
@@ -133,11 +141,11 @@ pub async fn start_with_clock(
     )?;
     let (registry, commands_from) =
         Registry::load(&config.paths.commands).context("loading command definitions")?;
-    let registry = Arc::new(registry);
-    let templates =
-        Arc::new(Templates::load(&config.paths.templates).context("loading templates")?);
+    let templates = Templates::load(&config.paths.templates).context("loading templates")?;
     tracing::info!(commands = %commands_from, templates = %templates.source(), data = %config.data_dir.display(), "loaded");
-    let directory = Arc::new(Directory::new(&config.people));
+    // Shared handles: a SIGHUP swaps what every part reads.
+    let reloadable = Reloadable::new(&config, registry, templates);
+    let (registry, templates) = (reloadable.registry.clone(), reloadable.templates.clone());
     let metrics = Arc::new(Metrics::new());
     let health = Health::new(
         crate::clock::SystemClock::shared(),
@@ -153,7 +161,7 @@ pub async fn start_with_clock(
         )
         .with_clock(clock.clone())
         .with_metrics(metrics.clone())
-        .with_people(config.people.clone()),
+        .with_people(reloadable.people.clone()),
     );
     let mut console_listener = None;
     if config.console.enabled {
@@ -191,7 +199,7 @@ pub async fn start_with_clock(
             &config,
             &notifier,
             templates.clone(),
-            &registry,
+            registry.clone(),
             clock.clone(),
         )
     });
@@ -215,7 +223,7 @@ pub async fn start_with_clock(
     let engine = Engine::new(
         store.clone(),
         registry.clone(),
-        directory,
+        reloadable.directory.clone(),
         ActionRegistry::builtin(),
         notifier.clone(),
         templates,
@@ -264,8 +272,14 @@ pub async fn start_with_clock(
 
     let mut discord_routes = None;
     if let Some(d) = &discord {
-        let (routes, t) =
-            discord::listen(d, &config, engine.clone(), notifier.clone(), store.clone());
+        let (routes, t) = discord::listen(
+            d,
+            &config,
+            engine.clone(),
+            notifier.clone(),
+            store.clone(),
+            reloadable.directory.clone(),
+        );
         discord_routes = routes;
         tasks.extend(t);
     }
@@ -370,6 +384,7 @@ pub async fn start_with_clock(
         intake,
         mirror,
         warnings,
+        reloadable,
         quit,
         stop: Some(stop_tx),
         tasks,

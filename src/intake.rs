@@ -19,6 +19,7 @@ use crate::forge::gitlab::log_excerpt;
 use crate::forge::Forges;
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, NotifyError};
+use crate::reload::Live;
 use crate::store::{
     trees, AuditEntry, Claim, Notification, SeenBefore, SignatureHistory, Store, StoreError,
     StoredEvent,
@@ -54,7 +55,7 @@ pub enum IntakeError {
 pub struct Intake {
     store: Store,
     notifier: Arc<Notifier>,
-    registry: Arc<Registry>,
+    registry: Live<Registry>,
     forges: Arc<Forges>,
     notify: NotifyConfig,
     fetch_trace: bool,
@@ -67,7 +68,7 @@ impl Intake {
     pub fn new(
         store: Store,
         notifier: Arc<Notifier>,
-        registry: Arc<Registry>,
+        registry: Live<Registry>,
         forges: Arc<Forges>,
         notify: NotifyConfig,
         gitlab: &GitLabConfig,
@@ -282,6 +283,7 @@ impl Intake {
             id,
             answers: self
                 .registry
+                .current()
                 .answers_for(event.kind.as_str())
                 .iter()
                 .map(|s| s.name.clone())
@@ -318,12 +320,13 @@ impl Intake {
     /// The questions of `n` that are closed right now (decided or pending).
     fn closed_questions(&self, n: &Notification) -> Result<Vec<String>, StoreError> {
         let mut closed = Vec::new();
+        let registry = self.registry.current();
         for name in &n.answers {
-            let Some(q) = self.registry.get(name).and_then(|s| s.decides.clone()) else {
+            let Some(q) = registry.get(name).and_then(|s| s.decides.clone()) else {
                 continue;
             };
             if !closed.contains(&q)
-                && !crate::engine::questions::current(&self.store, &self.registry, n, &q)?.open
+                && !crate::engine::questions::current(&self.store, &registry, n, &q)?.open
             {
                 closed.push(q);
             }

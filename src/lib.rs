@@ -37,6 +37,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod notify;
+pub mod reload;
 pub mod render;
 pub mod store;
 pub mod version;

@@ -3,12 +3,17 @@
 //! SIGINT (Ctrl-C) and SIGTERM stop qmoi at once in every mode — the console
 //! reads stdin on its own thread (see `channels::console::terminal`), so
 //! nothing waits for a key press. SIGHUP re-reads and re-validates the
-//! configuration, command definitions and templates and reports what changed;
-//! a config that no longer validates is refused and the running one kept.
+//! configuration; when it validates, the command definitions, templates and
+//! people (with their roles) are replaced at once ([`Reloadable`]) and every
+//! other changed section is named as needing a restart. A config that does
+//! not validate is refused and the running one kept whole.
 
 use crate::command::Registry;
-use crate::config::{Config, Validated};
+use crate::config::{Config, PersonConfig, Validated};
+use crate::engine::Engine;
+use crate::identity::Directory;
 use crate::notify::Templates;
+use crate::reload::Live;
 
 /// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,59 +69,144 @@ impl Signals {
     }
 }
 
-/// What a reload found, for the log.
+/// What a reload did, for the log and the console.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadReport {
-    /// Parts whose content changed.
-    pub changed: Vec<String>,
-    /// Of those, what only takes effect after a restart.
+    /// Replaced while running: `commands`, `templates`, `people`.
+    pub reloaded: Vec<String>,
+    /// Changed, but only taking effect after a restart (config sections,
+    /// and what is derived once at startup).
     pub needs_restart: Vec<String>,
 }
 
-/// Compares the running configuration with a freshly validated one.
-///
-/// Commands, templates and people are compared by content; every other
-/// config section by its (secret-masked) value. The running engine holds
-/// its registry, templates and directory for its whole life, so every
-/// change is reported as needing a restart; the new config was validated,
-/// so the restart will succeed.
-pub fn compare(running: &Config, new: &Validated) -> ReloadReport {
-    let mut r = ReloadReport::default();
-    let old_commands = Registry::load(&running.paths.commands).ok();
-    let same_commands = old_commands
-        .as_ref()
-        .is_some_and(|(c, _)| format!("{:?}", c.all()) == format!("{:?}", new.commands.all()));
-    if !same_commands {
-        r.changed.push("commands".into());
+impl ReloadReport {
+    /// One sentence for the log and the console.
+    pub fn summary(&self) -> String {
+        let done = if self.reloaded.is_empty() {
+            "nothing to reload".to_string()
+        } else {
+            format!("reloaded {}", self.reloaded.join(", "))
+        };
+        if self.needs_restart.is_empty() {
+            format!("{done}; nothing needs a restart")
+        } else {
+            format!(
+                "{done}; needs a restart to take effect: {}",
+                self.needs_restart.join(", ")
+            )
+        }
     }
-    let old_t = Templates::load(&running.paths.templates)
-        .ok()
-        .map(|t| t.source().to_string());
-    let new_t = Templates::load(&new.config.paths.templates)
-        .ok()
-        .map(|t| t.source().to_string());
-    if old_t != new_t || running.paths.templates != new.config.paths.templates {
-        r.changed.push("templates".into());
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The templates directory no longer loads.
+    #[error("templates: {0}")]
+    Templates(#[from] crate::notify::TemplateError),
+    /// A command names an action that does not exist.
+    #[error("commands: {0}")]
+    Commands(String),
+}
+
+/// What a SIGHUP replaces, shared with every part that reads it (the
+/// engine, the notifier, intake, actions and the channels hold clones of
+/// these handles).
+#[derive(Clone)]
+pub struct Reloadable {
+    /// Command definitions (`paths.commands`).
+    pub registry: Live<Registry>,
+    /// Message templates (`paths.templates`).
+    pub templates: Live<Templates>,
+    /// Who is who, with roles (`[[people]]`).
+    pub directory: Live<Directory>,
+    /// `[[people]]` as configured (escalations reach them).
+    pub people: Live<Vec<PersonConfig>>,
+    /// The config the running parts were built from, with the reloaded
+    /// parts updated: what the next reload compares against.
+    running: Live<Config>,
+}
+
+impl Reloadable {
+    /// Holds what startup loaded.
+    pub fn new(config: &Config, registry: Registry, templates: Templates) -> Reloadable {
+        Reloadable {
+            registry: Live::new(registry),
+            templates: Live::new(templates),
+            directory: Live::new(Directory::new(&config.people)),
+            people: Live::new(config.people.clone()),
+            running: Live::new(config.clone()),
+        }
     }
-    if running.people != new.config.people {
-        r.changed.push("people".into());
+
+    /// Replaces commands, templates and people with those of `new` (all or
+    /// nothing) and names what else changed and needs a restart.
+    pub fn apply(&self, engine: &Engine, new: &Validated) -> Result<ReloadReport, ReloadError> {
+        let running = self.running.current();
+        let templates = Templates::load(&new.config.paths.templates)?;
+        let mut report = ReloadReport::default();
+        if format!("{:?}", self.registry.current().all()) != format!("{:?}", new.commands.all()) {
+            report.reloaded.push("commands".into());
+        }
+        if self.templates.current().fingerprint() != templates.fingerprint() {
+            report.reloaded.push("templates".into());
+        }
+        let people_changed = running.people != new.config.people;
+        if people_changed {
+            report.reloaded.push("people".into());
+        }
+        engine
+            .reload(
+                new.commands.clone(),
+                templates,
+                Directory::new(&new.config.people),
+            )
+            .map_err(ReloadError::Commands)?;
+        self.people.replace(new.config.people.clone());
+        report.needs_restart = restart_needed(&running, &new.config, people_changed, &report);
+        let mut applied = running.as_ref().clone();
+        applied.people = new.config.people.clone();
+        applied.paths.commands = new.config.paths.commands.clone();
+        applied.paths.templates = new.config.paths.templates.clone();
+        self.running.replace(applied);
+        Ok(report)
     }
+}
+
+/// Config sections (by their secret-masked value) that differ, except what
+/// a reload applies, plus what startup derived once from what was reloaded.
+fn restart_needed(
+    running: &Config,
+    new: &Config,
+    people_changed: bool,
+    report: &ReloadReport,
+) -> Vec<String> {
     let sections = |c: &Config| -> Vec<(String, String)> {
-        match toml::Value::try_from(c) {
-            Ok(toml::Value::Table(t)) => t
-                .into_iter()
-                .filter(|(k, _)| k != "people")
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
+        let mut c = c.clone();
+        // Applied by the reload itself.
+        c.people = Vec::new();
+        c.paths.commands = Default::default();
+        c.paths.templates = Default::default();
+        match toml::Value::try_from(&c) {
+            Ok(toml::Value::Table(t)) => t.into_iter().map(|(k, v)| (k, v.to_string())).collect(),
             _ => Vec::new(),
         }
     };
-    let (old_s, new_s) = (sections(running), sections(&new.config));
-    for (k, v) in &new_s {
-        if old_s.iter().find(|(ok, _)| ok == k).map(|(_, ov)| ov) != Some(v) {
-            r.changed.push(k.clone());
-        }
+    let (old_s, new_s) = (sections(running), sections(new));
+    let mut out: Vec<String> = new_s
+        .iter()
+        .filter(|(k, v)| old_s.iter().find(|(ok, _)| ok == k).map(|(_, ov)| ov) != Some(v))
+        .map(|(k, _)| format!("[{k}]"))
+        .collect();
+    let email_from_people = running.email.recipients.is_empty() && running.email.usable();
+    if people_changed && email_from_people {
+        out.push("email recipients (taken from [[people]] at startup)".into());
     }
-    r.needs_restart = r.changed.clone();
-    r
+    if people_changed && running.dashboard.enabled {
+        out.push("dashboard sign-in links (people as at startup)".into());
+    }
+    if report.reloaded.iter().any(|r| r == "commands") && running.discord.usable() {
+        out.push("Discord slash commands (run `qmoi discord register`)".into());
+    }
+    out
 }

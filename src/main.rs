@@ -9,7 +9,7 @@ use cli::memory::{AuditCmd, MemoryCmd};
 use qmoi::app::{self, ConsoleIo};
 use qmoi::channels::console::terminal;
 use qmoi::config::{load_and_validate, Config, Sources, Validated};
-use qmoi::lifecycle::{self, Event, Signals};
+use qmoi::lifecycle::{Event, Signals};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -39,7 +39,7 @@ struct Cli {
 enum Cmd {
     /// Run the bot: HTTP server, channels, engine.
     #[command(
-        after_help = "Examples:\n  qmoi serve                                   # defaults: console + 127.0.0.1:8080\n  qmoi serve --config /etc/qmoi/qmoi.toml --listen 0.0.0.0:8080\n  QMOI_LOG=debug qmoi serve --env-file prod.env\n\nSignals: SIGINT/SIGTERM stop, SIGHUP re-validates the config."
+        after_help = "Examples:\n  qmoi serve                                   # defaults: console + 127.0.0.1:8080\n  qmoi serve --config /etc/qmoi/qmoi.toml --listen 0.0.0.0:8080\n  QMOI_LOG=debug qmoi serve --env-file prod.env\n\nSignals: SIGINT/SIGTERM stop, SIGHUP reloads commands, templates and people (and names what needs a restart)."
     )]
     Serve {
         /// Address to listen on (overrides server.listen).
@@ -319,7 +319,7 @@ async fn serve(cli: &Cli, listen: Option<SocketAddr>, config: Config) -> Result<
                     tracing::info!(signal, "shutting down");
                     break;
                 }
-                Event::Reload => reload(cli, listen, &config),
+                Event::Reload => reload(cli, listen, &running),
             },
             _ = running.quit_requested() => {
                 tracing::info!("quit typed at the console; shutting down");
@@ -330,23 +330,25 @@ async fn serve(cli: &Cli, listen: Option<SocketAddr>, config: Config) -> Result<
     running.shutdown().await
 }
 
-/// SIGHUP: validate the new config and say what changed and what needs a restart.
-fn reload(cli: &Cli, listen: Option<SocketAddr>, running: &Config) {
-    match validated_config(cli, listen) {
+/// SIGHUP: validate the new config; when it validates, replace commands,
+/// templates and people in the running bot and say what needs a restart.
+fn reload(cli: &Cli, listen: Option<SocketAddr>, running: &app::Running) {
+    let new = match validated_config(cli, listen) {
+        Ok(new) => new,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "reload refused: the new config does not validate; still running the old one")
+            tracing::error!(error = %format!("{e:#}"), "reload refused: the new config does not validate; still running the old one");
+            return;
         }
-        Ok(new) => {
-            let report = lifecycle::compare(running, &new);
-            if report.changed.is_empty() {
-                tracing::info!("reload: nothing changed");
-            } else {
-                tracing::warn!(
-                    changed = %report.changed.join(", "),
-                    needs_restart = %report.needs_restart.join(", "),
-                    "reload: the new config is valid; these changes take effect after a restart"
-                );
-            }
+    };
+    match running.reload(&new) {
+        Ok(report) => tracing::warn!(
+            reloaded = %report.reloaded.join(", "),
+            needs_restart = %report.needs_restart.join(", "),
+            "reload: {}",
+            report.summary()
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; still running the old commands, templates and people")
         }
     }
 }

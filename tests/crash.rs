@@ -6,12 +6,12 @@ mod support;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
-use support::child::{export, Qmoi};
+use support::process::{export, serve_data, Bot};
 
 const TOKEN: &str = "crash-api-token";
 
-fn start(data: &std::path::Path) -> Qmoi {
-    Qmoi::serve(data, &[("QMOI_API__TOKEN", TOKEN)])
+fn start(data: &std::path::Path) -> Bot {
+    serve_data(data, &[("QMOI_API__TOKEN", TOKEN), ("QMOI_LOG", "warn")])
 }
 
 fn verify(data: &std::path::Path) -> (bool, String) {
@@ -34,7 +34,7 @@ fn verify(data: &std::path::Path) -> (bool, String) {
 async fn acknowledged_command_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tmp");
     let http = reqwest::Client::new();
-    let mut bot = start(dir.path());
+    let bot = start(dir.path());
 
     let fix = json!({"id": "crash-fix", "kind": "forge_down", "platform": "gitlab", "project": "gitlab.example.com"});
     let r = http
@@ -73,8 +73,7 @@ async fn acknowledged_command_survives_sigkill() {
             .expect("post");
         assert!(r.status().is_success(), "{}", r.status());
     }
-    bot.child.kill().expect("SIGKILL");
-    let _ = bot.child.wait();
+    bot.kill();
 
     let (ok, msg) = verify(dir.path());
     assert!(ok, "audit chain intact after SIGKILL: {msg}");
@@ -97,7 +96,7 @@ async fn acknowledged_command_survives_sigkill() {
     }
 
     // After restart, the same request is answered from memory, not re-run.
-    let mut bot = start(dir.path());
+    let bot = start(dir.path());
     let body = json!({"actor": "operator", "text": "ack #1", "idempotency_key": "crash-key-0"});
     let r = http
         .post(format!("{}/api/v1/commands", bot.base))
@@ -125,8 +124,7 @@ async fn acknowledged_command_survives_sigkill() {
         .unwrap_or_default()
         .to_string();
     assert!(status == "already_decided" || status == "succeeded", "{v}");
-    bot.child.kill().expect("kill");
-    let _ = bot.child.wait();
+    bot.kill();
     let (ok, msg) = verify(dir.path());
     assert!(ok, "{msg}");
 }

@@ -16,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::child::{export, Qmoi};
 use support::gitlab::GitLabServer;
+use support::process::{export, serve_data, Bot};
 
 const TOKEN: &str = "drill-api-token";
 const GL_TOKEN: &str = "glpat-drill";
@@ -25,8 +25,8 @@ const KILLS: usize = 30;
 const DEADLINE: Duration = Duration::from_secs(150);
 const PROJECT: &str = "380";
 
-fn start(data: &std::path::Path, gitlab: &str) -> Qmoi {
-    Qmoi::serve(
+fn start(data: &std::path::Path, gitlab: &str) -> Bot {
+    serve_data(
         data,
         &[
             ("QMOI_API__TOKEN", TOKEN),

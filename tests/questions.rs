@@ -15,7 +15,7 @@ use support::*;
 fn offered(bot: &TestBot, n: u64) -> Vec<String> {
     let running = bot.running.as_ref().expect("running");
     let note = bot.store().notification(n).expect("read").expect("exists");
-    qmoi::engine::questions::offered(bot.store(), running.engine.registry(), &note).expect("read")
+    qmoi::engine::questions::offered(bot.store(), &running.engine.registry(), &note).expect("read")
 }
 
 /// Waits (bounded) until the decision on `question` round `round` of `n`

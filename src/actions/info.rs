@@ -11,7 +11,7 @@ pub struct Help;
 #[async_trait]
 impl Action for Help {
     async fn run(&self, ctx: &ActionContext<'_>) -> Result<Outcome, ActionError> {
-        let reg = &ctx.services.registry;
+        let reg = ctx.services.registry.current();
         if let Some(name) = ctx.parsed.text("command") {
             let spec = reg
                 .get(&name)
@@ -107,13 +107,13 @@ impl Action for Status {
             }
             return Ok(Outcome::text(out));
         }
-        let registry = &ctx.services.registry;
+        let registry = ctx.services.registry.current();
         let mut open = Vec::new();
         // The index lists notifications that may still ask something; the
         // questions decide which really do (a retried job that failed
         // again asks again).
         for n in store.open_notifications(None, 50)? {
-            let asks = crate::engine::questions::offered(store, registry, &n)?
+            let asks = crate::engine::questions::offered(store, &registry, &n)?
                 .iter()
                 .filter_map(|c| registry.get(c))
                 .any(|s| s.decides.is_some());
@@ -168,7 +168,7 @@ const HISTORY_KINDS: &[&str] = &[
 impl Action for History {
     async fn run(&self, ctx: &ActionContext<'_>) -> Result<Outcome, ActionError> {
         let subject = ctx.notification.map(|n| format!("#{}", n.id));
-        let registry = &ctx.services.registry;
+        let registry = ctx.services.registry.current();
         // Entries that can never be history (other kinds, read-only
         // commands: reading is not history) leave the index as they are met.
         let records = ctx.services.store.history(subject.as_deref(), 10, |hit| {

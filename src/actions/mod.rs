@@ -15,6 +15,7 @@ use crate::command::{Parsed, Registry};
 use crate::effects::{Effect, Ledger, LedgerError, Settled};
 use crate::forge::{ForgeError, Forges};
 use crate::mirror::Mirror;
+use crate::reload::Live;
 use crate::store::{Notification, Store, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 pub struct Services {
     /// The memory.
     pub store: Store,
-    /// The command definitions (for `help`).
-    pub registry: Arc<Registry>,
+    /// The command definitions (for `help`; a SIGHUP may replace them).
+    pub registry: Live<Registry>,
     /// Forge clients.
     pub forges: Arc<Forges>,
     /// Where every outside side effect is recorded before it is made.

@@ -39,6 +39,7 @@ use crate::config::EngineConfig;
 use crate::identity::{Directory, Person};
 use crate::metrics::Metrics;
 use crate::notify::{Notifier, Report, Templates};
+use crate::reload::Live;
 use crate::store::{
     trees, AuditEntry, Claim, CommandRecord, CommandStatus, Decision, DecisionStatus, FixHistory,
     Notification, SignatureHistory, Store, StoreError, ThreadRef,
@@ -98,11 +99,11 @@ pub enum EngineError {
 
 struct Inner {
     store: Store,
-    registry: Arc<Registry>,
-    directory: Arc<Directory>,
+    registry: Live<Registry>,
+    directory: Live<Directory>,
     actions: ActionRegistry,
     notifier: Arc<Notifier>,
-    templates: Arc<Templates>,
+    templates: Live<Templates>,
     services: Arc<Services>,
     config: EngineConfig,
     metrics: Arc<Metrics>,
@@ -135,23 +136,18 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
-        registry: Arc<Registry>,
-        directory: Arc<Directory>,
+        registry: impl Into<Live<Registry>>,
+        directory: impl Into<Live<Directory>>,
         actions: ActionRegistry,
         notifier: Arc<Notifier>,
-        templates: Arc<Templates>,
+        templates: impl Into<Live<Templates>>,
         services: Arc<Services>,
         config: EngineConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Engine, String> {
-        for spec in registry.all() {
-            if spec.action != confirm::ACTION && !actions.contains(&spec.action) {
-                return Err(format!(
-                    "command '{}' names action '{}', which does not exist",
-                    spec.name, spec.action
-                ));
-            }
-        }
+        let (registry, directory, templates) =
+            (registry.into(), directory.into(), templates.into());
+        check_actions(&registry.current(), &actions)?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -168,9 +164,25 @@ impl Engine {
         })
     }
 
-    /// The command definitions.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The command definitions now (a SIGHUP may replace them).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.inner.registry.current()
+    }
+
+    /// Replaces the command definitions, templates and people (SIGHUP).
+    /// Refused, changing nothing, when a command names an action that does
+    /// not exist — the same check as at startup.
+    pub fn reload(
+        &self,
+        registry: Registry,
+        templates: Templates,
+        directory: Directory,
+    ) -> Result<(), String> {
+        check_actions(&registry, &self.inner.actions)?;
+        self.inner.registry.replace(registry);
+        self.inner.templates.replace(templates);
+        self.inner.directory.replace(directory);
+        Ok(())
     }
 
     /// Handles a command and waits for its final reply.
@@ -275,7 +287,8 @@ impl Engine {
         let origin = record.command.origin.clone();
 
         // 2. Understand.
-        let parsed = match self.inner.registry.parse(&record.command.text) {
+        let registry = self.inner.registry.current();
+        let parsed = match registry.parse(&record.command.text) {
             Ok(p) => p,
             Err(e) => {
                 let reply = Reply::new(CommandStatus::Rejected, e.to_string(), None);
@@ -284,7 +297,7 @@ impl Engine {
                     .await;
             }
         };
-        let Some(spec) = self.inner.registry.get(&parsed.name).cloned() else {
+        let Some(spec) = registry.get(&parsed.name).cloned() else {
             let reply = Reply::new(
                 CommandStatus::Rejected,
                 format!("'{}' is not defined", parsed.name),
@@ -300,6 +313,7 @@ impl Engine {
         let Some(person) = self
             .inner
             .directory
+            .current()
             .resolve(&origin.channel, &origin.identity)
             .cloned()
         else {
@@ -504,7 +518,7 @@ impl Engine {
     ) -> Result<Result<Decision, Decision>, StoreError> {
         let s = &self.inner.store;
         loop {
-            let q = questions::current(s, &self.inner.registry, n, question)?;
+            let q = questions::current(s, &self.inner.registry.current(), n, question)?;
             mine.round = q.round;
             let key = q.key(n.id);
             match (&q.decision, q.open) {
@@ -729,6 +743,7 @@ impl Engine {
         });
         self.inner
             .templates
+            .current()
             .render_str(&spec.reply, &ctx)
             .unwrap_or_else(|e| {
                 format!(
@@ -875,12 +890,13 @@ impl Engine {
         let Some(parsed) = record.parsed.clone() else {
             return Ok(None);
         };
-        let Some(spec) = self.inner.registry.get(&parsed.name).cloned() else {
+        let Some(spec) = self.inner.registry.current().get(&parsed.name).cloned() else {
             return Ok(None);
         };
         let Some(person) = self
             .inner
             .directory
+            .current()
             .people()
             .iter()
             .find(|p| Some(&p.name) == record.person.as_ref())
@@ -1022,4 +1038,18 @@ fn taken_reply(nid: u64, taken: &Decision) -> Reply {
         ),
     };
     Reply::new(status, text, Some(nid))
+}
+
+/// Every command's action exists (a typo in `commands/` is refused at
+/// startup and at reload, never found by the first person using it).
+fn check_actions(registry: &Registry, actions: &ActionRegistry) -> Result<(), String> {
+    for spec in registry.all() {
+        if spec.action != confirm::ACTION && !actions.contains(&spec.action) {
+            return Err(format!(
+                "command '{}' names action '{}', which does not exist",
+                spec.name, spec.action
+            ));
+        }
+    }
+    Ok(())
 }

@@ -55,7 +55,7 @@ pub(super) fn resolve(
     // question is still open (an index read, not a scan).
     let registry = engine.registry();
     let open = |n: &Notification| match &spec.decides {
-        Some(q) => Ok(super::questions::current(store, registry, n, q)?.open),
+        Some(q) => Ok(super::questions::current(store, &registry, n, q)?.open),
         None => Ok(true),
     };
     if let Some(n) = store.latest_offering(&spec.name, open)? {

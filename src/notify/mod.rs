@@ -34,6 +34,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::command::Registry;
 use crate::config::{NotifyConfig, PersonConfig};
 use crate::metrics::Metrics;
+use crate::reload::Live;
 use crate::render::View;
 use crate::store::{
     seq_key, trees, Answer, Decision, MessageKind, Notification, OutboxItem, OutboxStatus,
@@ -146,8 +147,8 @@ pub struct Report {
 /// Renders, queues and delivers messages.
 pub struct Notifier {
     store: Store,
-    templates: Arc<Templates>,
-    registry: Arc<Registry>,
+    templates: Live<Templates>,
+    registry: Live<Registry>,
     config: NotifyConfig,
     channels: RwLock<BTreeMap<String, Arc<dyn Channel>>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
@@ -159,21 +160,21 @@ pub struct Notifier {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     health: Health,
-    people: Vec<PersonConfig>,
+    people: Live<Vec<PersonConfig>>,
 }
 
 impl Notifier {
     /// Creates a notifier with no channels; adapters register themselves.
     pub fn new(
         store: Store,
-        templates: Arc<Templates>,
-        registry: Arc<Registry>,
+        templates: impl Into<Live<Templates>>,
+        registry: impl Into<Live<Registry>>,
         config: NotifyConfig,
     ) -> Self {
         Notifier {
             store,
-            templates,
-            registry,
+            templates: templates.into(),
+            registry: registry.into(),
             config,
             channels: RwLock::new(BTreeMap::new()),
             wakers: Mutex::new(HashMap::new()),
@@ -184,7 +185,7 @@ impl Notifier {
             clock: SystemClock::shared(),
             metrics: Arc::new(Metrics::new()),
             health: Health::default(),
-            people: Vec::new(),
+            people: Live::new(Vec::new()),
         }
     }
 
@@ -200,8 +201,9 @@ impl Notifier {
         self
     }
 
-    /// The people escalations can reach (`notify.escalate_to` names them).
-    pub fn with_people(mut self, people: Vec<PersonConfig>) -> Self {
+    /// The people escalations can reach (`notify.escalate_to` names them);
+    /// a SIGHUP may replace them.
+    pub fn with_people(mut self, people: Live<Vec<PersonConfig>>) -> Self {
         self.people = people;
         self
     }
@@ -266,13 +268,14 @@ impl Notifier {
     /// The answers a notification offers, as buttons or words: exactly its
     /// open questions' commands (and those that close no question).
     pub fn answers_for(&self, n: &Notification) -> Vec<Answer> {
-        let open = crate::engine::questions::offered(&self.store, &self.registry, n)
-            .unwrap_or_else(|e| {
+        let registry = self.registry.current();
+        let open =
+            crate::engine::questions::offered(&self.store, &registry, n).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read questions; offering every answer");
                 n.answers.clone()
             });
         open.iter()
-            .filter_map(|name| self.registry.get(name))
+            .filter_map(|name| registry.get(name))
             .map(|spec| Answer {
                 command: spec.name.clone(),
                 label: spec.button.clone().unwrap_or_else(|| spec.name.clone()),
@@ -310,9 +313,9 @@ impl Notifier {
         answers: Vec<Answer>,
         ctx: &serde_json::Value,
     ) -> Result<Outgoing, NotifyError> {
-        let body = self.templates.render(channel, template, ctx)?;
-        let subject = self
-            .templates
+        let templates = self.templates.current();
+        let body = templates.render(channel, template, ctx)?;
+        let subject = templates
             .render(channel, "subject", ctx)?
             .trim()
             .to_string();
@@ -465,9 +468,9 @@ impl Notifier {
         self.enqueue(channel, message)
     }
 
-    /// The templates, for adapters that render extra parts (HTML email).
-    pub fn templates(&self) -> &Templates {
-        &self.templates
+    /// The templates now, for adapters that render extra parts (HTML email).
+    pub fn templates(&self) -> Arc<Templates> {
+        self.templates.current()
     }
 
     fn enqueue(&self, channel: &str, message: Outgoing) -> Result<u64, NotifyError> {

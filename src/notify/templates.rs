@@ -40,6 +40,9 @@ pub enum TemplateError {
 pub struct Templates {
     envs: BTreeMap<Medium, Environment<'static>>,
     source: String,
+    /// A digest of every file's name and text, so a reload can say
+    /// whether anything changed.
+    fingerprint: u64,
 }
 
 /// Prints a value in a template: escaped for the environment's medium
@@ -204,7 +207,25 @@ impl Templates {
                 });
             }
         }
-        Ok(Templates { envs, source })
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut sorted: Vec<&(String, String)> = files.iter().collect();
+            sorted.sort();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            sorted.hash(&mut h);
+            h.finish()
+        };
+        Ok(Templates {
+            envs,
+            source,
+            fingerprint,
+        })
+    }
+
+    /// Changes when any template's name or text changes (not a security
+    /// hash: it only tells a reload whether to say "templates changed").
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     fn env(&self, medium: Medium) -> &Environment<'static> {

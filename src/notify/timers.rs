@@ -150,11 +150,12 @@ impl Notifier {
         if n.acked_by.is_some() {
             return Ok(false);
         }
+        let registry = self.registry.current();
         for name in &n.answers {
-            let Some(q) = self.registry.get(name).and_then(|s| s.decides.clone()) else {
+            let Some(q) = registry.get(name).and_then(|s| s.decides.clone()) else {
                 continue;
             };
-            if crate::engine::questions::current(&self.store, &self.registry, n, &q)?.open {
+            if crate::engine::questions::current(&self.store, &registry, n, &q)?.open {
                 return Ok(true);
             }
         }
@@ -287,8 +288,9 @@ impl Notifier {
     /// channel where they have an identity.
     fn escalations(&self, n: &Notification, ctx: &serde_json::Value) -> Vec<(String, Outgoing)> {
         let mut out = Vec::new();
+        let people = self.people.current();
         for who in &self.config.escalate_to {
-            let Some(p) = self.people.iter().find(|p| &p.name == who) else {
+            let Some(p) = people.iter().find(|p| &p.name == who) else {
                 tracing::warn!(person = %who, "notify.escalate_to names nobody in [[people]]");
                 continue;
             };
@@ -323,6 +325,7 @@ impl Notifier {
     fn chase_subject(&self, channel: &str, chase: Chase, ctx: &serde_json::Value) -> String {
         let subject = self
             .templates
+            .current()
             .render(channel, "subject", ctx)
             .map(|s| s.trim().to_string())
             .unwrap_or_default();

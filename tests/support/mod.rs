@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod child;
 pub mod discord;
 pub mod git;
 pub mod github;

@@ -18,6 +18,7 @@ use crate::config::DiscordConfig;
 use crate::engine::{Accepted, Engine, Reply};
 use crate::identity::Directory;
 use crate::notify::{Notifier, SIGNATURE};
+use crate::reload::Live;
 use crate::render::{self, Medium};
 use crate::store::{CommandStatus, MessageKind, Outgoing, Store};
 use serde_json::{json, Value};
@@ -102,7 +103,7 @@ pub struct DiscordInbound {
     engine: Engine,
     notifier: Arc<Notifier>,
     store: Store,
-    directory: Directory,
+    directory: Live<Directory>,
     rest: Arc<Rest>,
     seen: Mutex<Seen>,
     parents: Mutex<HashMap<String, Option<String>>>,
@@ -134,7 +135,7 @@ impl DiscordInbound {
         engine: Engine,
         notifier: Arc<Notifier>,
         store: Store,
-        directory: Directory,
+        directory: Live<Directory>,
         rest: Arc<Rest>,
     ) -> Self {
         DiscordInbound {
@@ -164,13 +165,14 @@ impl DiscordInbound {
     /// The identity the engine resolves: the user ID when it names a
     /// person, else the first of their roles configured as `role:ID`.
     fn identity(&self, user: &str, roles: &[String]) -> String {
-        if self.directory.resolve(NAME, user).is_some() {
+        let directory = self.directory.current();
+        if directory.resolve(NAME, user).is_some() {
             return user.to_string();
         }
         roles
             .iter()
             .map(|r| format!("role:{r}"))
-            .find(|r| self.directory.resolve(NAME, r).is_some())
+            .find(|r| directory.resolve(NAME, r).is_some())
             .unwrap_or_else(|| user.to_string())
     }
 
@@ -266,7 +268,7 @@ impl DiscordInbound {
             .unwrap_or("");
         let (cmd, via) = if t == kind::COMMAND {
             let sub = &v["data"]["options"][0];
-            let Some(text) = commands::text_from_options(self.engine.registry(), sub) else {
+            let Some(text) = commands::text_from_options(&self.engine.registry(), sub) else {
                 return Ok(Response::now(ephemeral(
                     "That is not one of qmoi's commands; try /qmoi help.",
                 )));

@@ -26,6 +26,7 @@ use crate::config::{Config, DiscordMode};
 use crate::engine::Engine;
 use crate::identity::Directory;
 use crate::notify::{Notifier, Templates};
+use crate::reload::Live;
 use crate::store::Store;
 use axum::Router;
 use std::sync::Arc;
@@ -66,8 +67,8 @@ pub fn rest_client(config: &Config, clock: SharedClock) -> Arc<rest::Rest> {
 pub fn register(
     config: &Config,
     notifier: &Notifier,
-    templates: Arc<Templates>,
-    registry: &Registry,
+    templates: Live<Templates>,
+    registry: Live<Registry>,
     clock: SharedClock,
 ) -> Discord {
     let rest = rest_client(config, clock.clone());
@@ -92,6 +93,7 @@ pub fn listen(
     engine: Engine,
     notifier: Arc<Notifier>,
     store: Store,
+    directory: Live<Directory>,
 ) -> (Option<Router>, Vec<JoinHandle<()>>) {
     let cfg = config.discord.clone();
     let mut tasks = Vec::new();
@@ -109,7 +111,7 @@ pub fn listen(
         engine,
         notifier,
         store,
-        Directory::new(&config.people),
+        directory,
         discord.rest.clone(),
     ));
     match cfg.mode {

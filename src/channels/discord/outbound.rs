@@ -15,13 +15,14 @@ use super::NAME;
 use crate::command::Registry;
 use crate::config::DiscordConfig;
 use crate::notify::{Channel, Delivered, DeliveryError, Templates};
+use crate::reload::Live;
 use crate::render::{self, Medium};
 use crate::store::{MessageKind, Outgoing};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use serenity::http::{LightMethod, Route};
 use serenity::model::id::{ChannelId, MessageId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 /// Discord's error code for "a thread has already been created for this message".
@@ -31,9 +32,9 @@ const THREAD_EXISTS: i64 = 160004;
 pub struct DiscordChannel {
     cfg: DiscordConfig,
     rest: Arc<Rest>,
-    templates: Arc<Templates>,
-    /// Command name → the question it answers (from `commands/`).
-    questions: HashMap<String, Option<String>>,
+    templates: Live<Templates>,
+    /// The commands (which question each answers; a SIGHUP may replace them).
+    registry: Live<Registry>,
     threads: Mutex<HashSet<String>>,
 }
 
@@ -47,19 +48,14 @@ impl DiscordChannel {
     pub fn new(
         cfg: DiscordConfig,
         rest: Arc<Rest>,
-        templates: Arc<Templates>,
-        registry: &Registry,
+        templates: Live<Templates>,
+        registry: Live<Registry>,
     ) -> Self {
-        let questions = registry
-            .all()
-            .iter()
-            .map(|s| (s.name.clone(), s.decides.clone()))
-            .collect();
         DiscordChannel {
             cfg,
             rest,
             templates,
-            questions,
+            registry,
             threads: Mutex::new(HashSet::new()),
         }
     }
@@ -81,6 +77,7 @@ impl DiscordChannel {
         let ctx = embed::escaped_context(&message.data);
         let rendered = self
             .templates
+            .current()
             .render_file(NAME, "notification.json", &ctx)
             .ok_or_else(|| {
                 DeliveryError::Permanent("templates/discord/notification.json is missing".into())
@@ -91,12 +88,13 @@ impl DiscordChannel {
                 "templates/discord/notification.json is not embed JSON: {e}"
             ))
         })?;
+        let registry = self.registry.current();
         let buttons: Vec<Button> = message
             .answers
             .iter()
             .map(|a| Button {
                 answer: a.clone(),
-                question: self.questions.get(&a.command).cloned().flatten(),
+                question: registry.get(&a.command).and_then(|s| s.decides.clone()),
             })
             .collect();
         let nid = message.notification.unwrap_or(0);
@@ -211,6 +209,7 @@ impl DiscordChannel {
         // Text templates are escaped for Discord by `Templates` itself.
         let text = self
             .templates
+            .current()
             .render(NAME, "report", &message.data)
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         let body = embed::text_message(text.trim());

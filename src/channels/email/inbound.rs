@@ -19,6 +19,7 @@ use crate::command::{Command, Evidence, Origin, Registry};
 use crate::config::EmailConfig;
 use crate::engine::Engine;
 use crate::notify::{Notifier, SIGNATURE};
+use crate::reload::Live;
 use crate::store::{AuditEntry, Claim, CommandStatus, MessageKind, Outgoing, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -244,7 +245,7 @@ pub struct Inbound {
     notifier: Arc<Notifier>,
     tokens: Tokens,
     store: Store,
-    registry: Arc<Registry>,
+    registry: Live<Registry>,
 }
 
 /// Finds the reply token: the plus-address first, else qmoi's Message-IDs
@@ -283,7 +284,7 @@ impl Inbound {
         notifier: Arc<Notifier>,
         tokens: Tokens,
         store: Store,
-        registry: Arc<Registry>,
+        registry: Live<Registry>,
     ) -> Self {
         Inbound {
             clock: crate::clock::SystemClock::shared(),
@@ -395,7 +396,8 @@ impl Inbound {
                 .finish_with(Some(&mail), Disposition::Refused(why), nid, Some(answer))
                 .await;
         }
-        let (text, parsed) = read_command(&mail, &self.registry);
+        let registry = self.registry.current();
+        let (text, parsed) = read_command(&mail, &registry);
         if text.trim().is_empty() {
             let why =
                 "I found no command above the quoted text; write e.g. `approve` on the first line"
@@ -406,7 +408,7 @@ impl Inbound {
         }
         let mut decides = None;
         let parsed_ok = parsed.ok();
-        if let Some(spec) = parsed_ok.as_ref().and_then(|p| self.registry.get(&p.name)) {
+        if let Some(spec) = parsed_ok.as_ref().and_then(|p| registry.get(&p.name)) {
             match answer_allowed(spec, &record) {
                 Ok(q) => decides = q,
                 Err(why) => {

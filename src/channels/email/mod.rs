@@ -24,6 +24,7 @@ use crate::command::Registry;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::notify::{Notifier, Templates};
+use crate::reload::Live;
 use crate::store::Store;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -57,7 +58,7 @@ pub fn register(
     config: &Config,
     store: &Store,
     notifier: &Notifier,
-    templates: Arc<Templates>,
+    templates: Live<Templates>,
 ) -> Result<token::Tokens, SetupError> {
     let secret = config.email.token_secret.clone().ok_or_else(|| {
         SetupError::Config("email.token_secret (QMOI_EMAIL__TOKEN_SECRET) is not set".into())
@@ -81,7 +82,7 @@ pub fn listen(
     notifier: Arc<Notifier>,
     tokens: token::Tokens,
     store: Store,
-    registry: Arc<Registry>,
+    registry: Live<Registry>,
     conn: crate::health::ConnectionReporter,
 ) -> Option<JoinHandle<()>> {
     if config.email.imap_username.is_empty() {

@@ -10,6 +10,7 @@
 use super::token::{self, Tokens};
 use crate::config::{EmailConfig, Security};
 use crate::notify::{Channel, Delivered, DeliveryError, Templates};
+use crate::reload::Live;
 use crate::store::{MessageKind, Outgoing, Store};
 use async_trait::async_trait;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
@@ -17,7 +18,6 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Channel name.
@@ -74,7 +74,7 @@ pub enum SetupError {
 pub struct EmailChannel {
     store: Store,
     tokens: Tokens,
-    templates: Arc<Templates>,
+    templates: Live<Templates>,
     recipients: Vec<String>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -98,7 +98,7 @@ impl EmailChannel {
         cfg: EmailConfig,
         store: Store,
         tokens: Tokens,
-        templates: Arc<Templates>,
+        templates: Live<Templates>,
         recipients: Vec<String>,
     ) -> Result<Self, SetupError> {
         let (local, domain) = cfg
@@ -314,6 +314,7 @@ impl Channel for EmailChannel {
             None
         } else {
             self.templates
+                .current()
                 .render_file(
                     NAME,
                     &format!("{}.html", kind_name(message.kind)),

@@ -118,7 +118,7 @@ pub(crate) async fn overview_html(d: &Shared, s: &Session) -> Result<String, Box
     let ov = blocking(d, move |d| {
         views::overview(
             &d.store,
-            d.engine.registry(),
+            &d.engine.registry(),
             &d.config.notify.channels,
             now,
         )
@@ -175,7 +175,7 @@ pub async fn timeline(
         let Some(n) = d.store.notification(id)? else {
             return Ok(None);
         };
-        let view = views::notification(&d.store, d.engine.registry(), &n)?;
+        let view = views::notification(&d.store, &d.engine.registry(), &n)?;
         Ok(Some((view, views::timeline(&d.store, id)?)))
     })
     .await;
