@@ -151,9 +151,25 @@ impl Clock for ManualClock {
     }
 }
 
+/// `secs` as a duration, saturating instead of panicking on a huge value
+/// (chrono's `Duration::seconds` panics past `i64::MAX / 1000`).
+pub fn seconds(secs: u64) -> chrono::TimeDelta {
+    i64::try_from(secs)
+        .ok()
+        .and_then(chrono::TimeDelta::try_seconds)
+        .unwrap_or(chrono::TimeDelta::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_saturates_instead_of_panicking() {
+        assert_eq!(seconds(90), chrono::TimeDelta::seconds(90));
+        assert_eq!(seconds(u64::MAX), chrono::TimeDelta::MAX);
+        assert_eq!(seconds(i64::MAX as u64), chrono::TimeDelta::MAX);
+    }
     use chrono::TimeZone;
 
     fn start() -> DateTime<Utc> {

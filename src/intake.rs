@@ -24,7 +24,6 @@ use crate::store::{
     trees, AuditEntry, Claim, Notification, SeenBefore, SignatureHistory, Store, StoreError,
     StoredEvent,
 };
-use chrono::Utc;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -211,9 +210,9 @@ impl Intake {
     }
 
     async fn notify(&self, event: Event) -> Result<u64, IntakeError> {
-        let now = Utc::now();
+        let now = self.notifier.clock().now();
         let key = event.dedup_key();
-        let window = chrono::Duration::seconds(self.notify.dedup_window_secs as i64);
+        let window = crate::clock::seconds(self.notify.dedup_window_secs);
         // Same failure again within the window: update, don't repeat.
         if let Some(existing) = self.store.get::<u64>(trees::DEDUP, key.as_bytes())? {
             if let Some(mut n) = self.store.notification(existing)? {

@@ -160,9 +160,10 @@ enum EmailCmd {
         /// The evaluation set (expected.toml + replies/).
         #[arg(long, default_value = "tests/eval")]
         set: PathBuf,
-        /// The public corpora (email_reply_trimmer/, email_reply_parser/).
-        #[arg(long, default_value = "../shared/corpora")]
-        corpora: PathBuf,
+        /// The public corpora (email_reply_trimmer/, email_reply_parser/);
+        /// not scored when not given.
+        #[arg(long)]
+        corpora: Option<PathBuf>,
     },
 }
 
@@ -248,7 +249,7 @@ fn main() -> std::process::ExitCode {
         }
         Cmd::Email {
             command: EmailCmd::Eval { set, corpora },
-        } => qmoi::channels::email::eval::cli(set, corpora),
+        } => qmoi::channels::email::eval::cli(set, corpora.as_deref()),
         Cmd::Dashboard {
             command: DashboardCmd::LoginUrl { url, person },
         } => dashboard_login_url(&cli, url.as_deref(), person.as_deref()),

@@ -339,7 +339,9 @@ async fn reply_sent_while_down_is_handled_once_after_restart() {
     bot.stop().await;
     // Once more: nothing is handled twice.
     let bot = TestBot::start(email_config(dir.path(), &mail, &gl.url(), None, true)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Connected = logged in and caught up with the mailbox: whatever it
+    // would have handled twice, it has handled by now.
+    bot.wait_connected("email").await;
     bot.stop().await;
     assert_eq!(
         gl.calls("POST", "/api/v4/projects/380/merge_requests/45/approve")

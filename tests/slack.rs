@@ -324,7 +324,7 @@ async fn notification_buttons_click_update_and_thread() {
     )
     .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    bot.wait_idle().await;
     assert_eq!(slack.calls("chat.postMessage").len(), before);
     bot.stop().await;
 }
@@ -531,7 +531,7 @@ async fn slash_commands_events_and_forgeries() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    bot.wait_idle().await;
     assert_eq!(
         slack
             .calls("chat.postMessage")
@@ -926,5 +926,57 @@ async fn hostile_and_oversized_content_reaches_slack_inert_and_within_limits() {
             })
         })
         .await;
+    bot.stop().await;
+}
+
+/// A click whose `response_url` Slack refuses (expired): the clicker still
+/// hears the answer, privately, in the channel the button was in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_response_url_answers_by_ephemeral_message() {
+    let slack = SlackServer::start().await;
+    let gl = GitLabServer::start(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let bot = TestBot::start(slack_config(dir.path(), &slack, &gl.url(), SlackMode::Http)).await;
+    bot.api("/api/v1/events", &fix_event("fix-x", 45, "boom"))
+        .await;
+    let n = bot.wait_notification(1).await;
+    let post = slack.calls("chat.postMessage").remove(0);
+    let value = post.body["blocks"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["type"] == "actions"))
+        .and_then(|b| b["elements"][0]["value"].as_str())
+        .expect("a button")
+        .to_string();
+    let (channel, ts) = n.threads[0].thread.split_once(':').expect("thread");
+    slack.fail_next("response_url", 404, None, "expired_url", 1);
+    // Vic may only look: the refusal is for him alone.
+    let payload = click(
+        "U0VIC",
+        "trig-v",
+        &value,
+        channel,
+        ts,
+        &slack.response_url("rv"),
+    );
+    let (status, _) = signed(
+        &bot,
+        "/slack/interactions",
+        "application/x-www-form-urlencoded",
+        &form(&[("payload", &payload.to_string())]),
+        0,
+        SIGNING,
+    )
+    .await;
+    assert_eq!(status, 200);
+    slack
+        .wait("the refusal as an ephemeral message", |s| {
+            !s.calls("chat.postEphemeral").is_empty()
+        })
+        .await;
+    let eph = slack.calls("chat.postEphemeral").remove(0);
+    assert_eq!(eph.body["user"], "U0VIC");
+    assert_eq!(eph.body["channel"], channel);
+    assert!(slack.responses().is_empty(), "{:?}", slack.responses());
+    assert!(gl.writes().is_empty(), "nothing ran");
     bot.stop().await;
 }

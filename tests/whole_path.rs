@@ -505,8 +505,9 @@ async fn memory_says_when_an_error_was_seen_and_fixed_before() {
     // The same error shows up again later (line numbers differ).
     let mut again = fix_event("fix-s2", 46, &excerpt.replace("42:5", "57:9"));
     again["fix"]["title"] = json!("Another attempt");
-    for _ in 0..100 {
-        let processed = bot
+    let mut processed = false;
+    for _ in 0..1500 {
+        processed = bot
             .store()
             .get::<qmoi::store::StoredEvent>("events", b"gitlab:pipeline:2400:success")
             .ok()
@@ -517,6 +518,7 @@ async fn memory_says_when_an_error_was_seen_and_fixed_before() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    assert!(processed, "the passing pipeline was never processed");
     bot.api("/api/v1/events", &again).await;
     let out = bot
         .wait_console(

@@ -59,10 +59,14 @@ impl Action for Retry {
             let (res, found) = ctx.effects.perform("retry-pipeline", &effect).await?;
             return Ok(Outcome::text(match found {
                 Some(f) => format!("pipeline #{p}: {f}"),
+                // The pipeline's status only when GitLab said it; never a
+                // made-up one.
                 None => format!(
-                    "failed jobs of pipeline #{p} retried on {} GitLab (status: {})",
+                    "failed jobs of pipeline #{p} retried on {} GitLab{}",
                     gitlab.name(),
-                    res["status"].as_str().unwrap_or("retried")
+                    pipeline_status(&res)
+                        .map(|st| format!(" (status: {st})"))
+                        .unwrap_or_default()
                 ),
             }));
         }
@@ -75,6 +79,10 @@ impl Action for Retry {
 
 fn new_job(v: &Value) -> Option<u64> {
     v.get("id").and_then(Value::as_u64)
+}
+
+fn pipeline_status(v: &Value) -> Option<&str> {
+    v.get("status").and_then(Value::as_str)
 }
 
 fn web_url(v: &Value) -> Option<&str> {

@@ -9,7 +9,6 @@ use super::{Accepted, Engine, EngineError, Reply};
 use crate::command::{CommandSpec, Parsed};
 use crate::identity::Person;
 use crate::store::{trees, AuditEntry, CommandRecord, CommandStatus, PendingConfirmation};
-use chrono::Utc;
 use rand::Rng;
 
 /// The action name `commands/confirm.toml` uses.
@@ -41,7 +40,7 @@ impl Engine {
             command: record.command.clone(),
             person: person.name.clone(),
             target: record.target,
-            expires_at: Utc::now() + chrono::Duration::seconds(ttl as i64),
+            expires_at: self.now() + crate::clock::seconds(ttl),
         };
         store.put(trees::CONFIRMATIONS, code.as_bytes(), &pending)?;
         let text = format!(
@@ -97,7 +96,7 @@ impl Engine {
                 .finish_early(record, reply, "command.denied", Some(person))
                 .await;
         }
-        if pending.expires_at < Utc::now() {
+        if pending.expires_at < self.now() {
             tree.remove(code.as_bytes())?;
             let reply = refuse(
                 format!("Code {code} expired; send the command again for a new code."),

@@ -279,6 +279,11 @@ impl Engine {
             };
             let mut reply = Reply::new(earlier.status, text, earlier.target);
             reply.duplicate = true;
+            // The first delivery may still be between its claim and its
+            // flush: a redelivery is acknowledged only once that claim is
+            // on disk too (the barrier is shared, so this costs nothing
+            // when it already is).
+            s.durable().await?;
             return Ok(Accepted {
                 ack: reply,
                 outcome: None,
@@ -436,7 +441,7 @@ impl Engine {
         let nid = notification.as_ref().map(|n| n.id);
         let mut decision = None;
         if let (Some(question), Some(n)) = (&spec.decides, &notification) {
-            let mine = new_decision(&spec, &person, &record.command, n, question);
+            let mine = new_decision(&spec, &person, &record.command, n, question, self.now());
             match self.claim_decision(n, question, mine)? {
                 Ok(mine) => decision = Some(mine),
                 Err(taken) => {
@@ -576,7 +581,7 @@ impl Engine {
             _ => CommandStatus::Failed,
         };
         record.reply = Some(text.clone());
-        record.finished_at = (state != DecisionStatus::Pending).then(Utc::now);
+        record.finished_at = (state != DecisionStatus::Pending).then(|| self.now());
         s.put(
             trees::COMMANDS,
             record.command.idempotency_key.as_bytes(),
@@ -623,7 +628,7 @@ impl Engine {
                     status: state,
                     outcome: Some(outcome_text.clone()),
                     round: 0,
-                    ..new_decision(&spec, &person, &record.command, n, "")
+                    ..new_decision(&spec, &person, &record.command, n, "", self.now())
                 }),
                 None => None,
             };
@@ -762,7 +767,7 @@ impl Engine {
         let fix = FixHistory {
             reference: reference.to_string(),
             notification: n.id,
-            at: Utc::now(),
+            at: self.now(),
             verified: false,
         };
         self.inner
@@ -790,7 +795,7 @@ impl Engine {
         let s = &self.inner.store;
         record.status = reply.status;
         record.reply = Some(reply.text.clone());
-        record.finished_at = Some(Utc::now());
+        record.finished_at = Some(self.now());
         s.put(
             trees::COMMANDS,
             record.command.idempotency_key.as_bytes(),
@@ -957,6 +962,12 @@ impl Engine {
     pub(crate) fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
+
+    /// Now, on the notifier's clock: confirmation codes expire and records
+    /// are stamped on the same clock tests move.
+    pub(crate) fn now(&self) -> chrono::DateTime<Utc> {
+        self.inner.notifier.clock().now()
+    }
 }
 
 fn status_label(s: CommandStatus) -> &'static str {
@@ -980,6 +991,7 @@ fn new_decision(
     cmd: &Command,
     n: &Notification,
     question: &str,
+    at: chrono::DateTime<Utc>,
 ) -> Decision {
     Decision {
         notification: n.id,
@@ -992,7 +1004,7 @@ fn new_decision(
         by: person.name.clone(),
         via: cmd.origin.channel.clone(),
         via_identity: Some(cmd.origin.identity.clone()),
-        at: Utc::now(),
+        at,
         status: DecisionStatus::Running,
         outcome: None,
         command_key: cmd.idempotency_key.clone(),

@@ -238,6 +238,51 @@ impl TestBot {
             self.console_out.text()
         );
     }
+
+    /// Waits until qmoi has nothing left to do: no command still running
+    /// and nothing waiting in the outbox. The marker before asserting that
+    /// something did *not* happen (a duplicate answered twice, say).
+    pub async fn wait_idle(&self) {
+        use qmoi::store::{trees, CommandRecord, CommandStatus};
+        for _ in 0..1500 {
+            let running = self
+                .store()
+                .all::<CommandRecord>(trees::COMMANDS)
+                .map(|cs| cs.iter().any(|(_, c)| c.status == CommandStatus::Running))
+                .unwrap_or(true);
+            let queued = qmoi::notify::outbox::backlog(self.store())
+                .map(|b| b.values().any(|c| c.depth > 0))
+                .unwrap_or(true);
+            if !running && !queued {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "qmoi never became idle; console:\n{}",
+            self.console_out.text()
+        );
+    }
+
+    /// Waits until `/readyz` reports `channel` connected (for IMAP: logged
+    /// in and caught up with the mailbox).
+    pub async fn wait_connected(&self, channel: &str) {
+        for _ in 0..1500 {
+            let body: Value = match self.http.get(format!("{}/readyz", self.base)).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Value::Null,
+            };
+            let connected = body["channels"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["channel"] == channel && c["state"] == "connected")
+            });
+            if connected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("channel {channel} never reported connected");
+    }
 }
 
 /// A GitLab Job Hook payload as GitLab sends it (trimmed of fields qmoi ignores).

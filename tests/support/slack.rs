@@ -323,10 +323,25 @@ async fn response_url(
     State(s): State<SlackServer>,
     Path(_id): Path<String>,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    s.inner.lock().expect("lock").responses.push(v);
-    StatusCode::OK
+    let mut inner = s.inner.lock().expect("lock");
+    // `fail_next("response_url", 404, None, "expired_url", n)`: Slack's
+    // answer for a response_url past its 30 minutes or 5 uses.
+    if let Some(f) = inner
+        .faults
+        .iter_mut()
+        .find(|f| f.0 == "response_url" && f.4 > 0)
+    {
+        f.4 -= 1;
+        return (
+            StatusCode::from_u16(f.1).unwrap_or(StatusCode::NOT_FOUND),
+            f.3.clone(),
+        )
+            .into_response();
+    }
+    inner.responses.push(v);
+    StatusCode::OK.into_response()
 }
 
 async fn socket(State(s): State<SlackServer>, ws: WebSocketUpgrade) -> Response {

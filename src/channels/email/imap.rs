@@ -252,10 +252,14 @@ async fn session(
         store.durable().await?;
     }
     tracing::info!(mailbox = %cfg.imap_mailbox, last_uid = cursor.last_uid, "IMAP connected");
-    conn.connected();
     let idle_for = Duration::from_secs(cfg.idle_secs.max(1)).min(MAX_IDLE);
     loop {
         catch_up(cfg, &mut s, inbound, store, &key, &mut cursor).await?;
+        // Connected = logged in *and* caught up with the mailbox: readiness
+        // then also says nothing waiting there is unread.
+        if !*healthy {
+            conn.connected();
+        }
         *healthy = true;
         while s.unsolicited_responses.try_recv().is_ok() {}
         let mut idle = s.idle();

@@ -34,18 +34,24 @@ use std::sync::Arc;
 /// with "working on it" (Slack wants the ack within 3 seconds).
 const QUICK: std::time::Duration = std::time::Duration::from_millis(2000);
 
+/// How long a `response_url` post may take before qmoi gives up on it and
+/// says the answer in the channel instead (privately to the person).
+const RESPOND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a command's answer goes.
 struct Where {
     /// The interaction's or slash command's `response_url`.
     response_url: Option<String>,
-    /// The channel and thread a message was written in.
-    thread: Option<(String, String)>,
+    /// The channel and thread a message was written in; for a click, the
+    /// channel and message it was on (where a failed `response_url` answer
+    /// goes instead, ephemeral).
+    thread: Option<(String, Option<String>)>,
     /// Who wrote it (for an ephemeral refusal).
     user: String,
 }
 
 /// An ephemeral answer body, escaped (qmoi's `backtick` commands as code).
-fn ephemeral(text: &str, replace: bool) -> Value {
+pub(super) fn ephemeral(text: &str, replace: bool) -> Value {
     json!({
         "response_type": "ephemeral",
         "replace_original": replace,
@@ -94,7 +100,12 @@ impl SlackInbound {
             engine,
             notifier,
             store,
-            http: reqwest::Client::new(),
+            // A client with a timeout: a `response_url` that never answers
+            // must not hold the answer forever.
+            http: reqwest::Client::builder()
+                .timeout(RESPOND_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -136,9 +147,12 @@ impl SlackInbound {
         if let (false, Some(rx)) = (accepted.ack.duplicate, accepted.outcome) {
             let this = self.clone();
             let url = c.response_url.clone();
+            let (channel, user) = (c.channel_id.clone(), c.user_id.clone());
             tokio::spawn(async move {
                 if let Ok(reply) = rx.await {
-                    this.respond(&url, &reply.text, true).await;
+                    if !this.respond(&url, &reply.text, true).await {
+                        this.say(&channel, None, Some(user), &reply.text, reply.notification);
+                    }
                 }
             });
         }
@@ -162,14 +176,25 @@ impl SlackInbound {
         let value: ButtonValue = serde_json::from_str(action["value"].as_str().unwrap_or(""))
             .map_err(|e| format!("button value: {e}"))?;
         let response_url = payload["response_url"].as_str().map(str::to_string);
+        let on_message = payload["channel"]["id"].as_str().map(|c| {
+            let ts = payload["container"]["message_ts"]
+                .as_str()
+                .or(payload["message"]["ts"].as_str())
+                .map(str::to_string);
+            (c.to_string(), ts)
+        });
 
         // The button names the fix it was shown for; a newer fix needs a newer click.
         if let Ok(Some(n)) = self.store.notification(value.n) {
             let current = crate::render::View::of(&n, &[], &[], None).fix_hash();
             if !value.fix.is_empty() && current != value.fix {
                 let text = format!("#{} has a newer fix than the one on this button; look at the latest message before answering.", value.n);
-                if let Some(url) = &response_url {
-                    self.respond(url, &text, false).await;
+                let said = match &response_url {
+                    Some(url) => self.respond(url, &text, false).await,
+                    None => false,
+                };
+                if let (false, Some((channel, ts))) = (said, on_message) {
+                    self.say(&channel, ts.as_deref(), Some(user), &text, Some(value.n));
                 }
                 return Ok(());
             }
@@ -181,7 +206,7 @@ impl SlackInbound {
             // notification's thread, where the whole channel sees it.
             Origin {
                 channel: NAME.into(),
-                identity: user,
+                identity: user.clone(),
                 thread: None,
             },
             format!("{} #{}", value.verb, value.n),
@@ -196,8 +221,8 @@ impl SlackInbound {
         // decision in the message's header and the outcome in its thread.
         let to = Where {
             response_url,
-            thread: None,
-            user: String::new(),
+            thread: on_message,
+            user,
         };
         self.follow_up(accepted, key, to);
         Ok(())
@@ -253,7 +278,7 @@ impl SlackInbound {
         let accepted = self.engine.accept(cmd).await;
         let to = Where {
             response_url: None,
-            thread: Some((channel, thread_ts.unwrap_or(ts))),
+            thread: Some((channel, Some(thread_ts.unwrap_or(ts)))),
             user,
         };
         self.follow_up(accepted, key, to);
@@ -297,27 +322,67 @@ impl SlackInbound {
             CommandStatus::Rejected | CommandStatus::Denied | CommandStatus::AlreadyDecided
         );
         if let Some(url) = &to.response_url {
-            self.respond(url, &reply.text, false).await;
+            if self.respond(url, &reply.text, false).await {
+                return;
+            }
+            // The `response_url` failed: say it where the click was, to the
+            // clicker alone, through the outbox (retried, never lost).
+            if let Some((channel, ts)) = to.thread {
+                let user = (!to.user.is_empty()).then_some(to.user);
+                self.say(
+                    &channel,
+                    ts.as_deref(),
+                    user,
+                    &reply.text,
+                    reply.notification,
+                );
+            }
         } else if let Some((channel, ts)) = to.thread {
             // Refusals are for the person who asked, never the channel.
             let private = (refusal && !to.user.is_empty()).then_some(to.user);
-            self.say(&channel, &ts, private, &reply.text, reply.notification);
+            self.say(
+                &channel,
+                ts.as_deref(),
+                private,
+                &reply.text,
+                reply.notification,
+            );
         }
     }
 
     /// Answers through a `response_url` (ephemeral), replacing the
-    /// "working on it" message when `replace` is set.
-    async fn respond(&self, url: &str, text: &str, replace: bool) {
+    /// "working on it" message when `replace` is set. Whether Slack took
+    /// it: the caller falls back to the outbox when it did not.
+    async fn respond(&self, url: &str, text: &str, replace: bool) -> bool {
         let mut body = ephemeral(text, replace);
         body["replace_original"] = json!(replace);
-        if let Err(e) = self.http.post(url).json(&body).send().await {
-            tracing::warn!(error = %e, "Slack response_url failed");
+        match self.http.post(url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(
+                    status = r.status().as_u16(),
+                    "Slack response_url refused the answer"
+                );
+                false
+            }
+            Err(e) => {
+                // `without_url`: the response_url is itself a credential.
+                tracing::warn!(error = %e.without_url(), "Slack response_url failed");
+                false
+            }
         }
     }
 
     /// Queues a thread reply through the outbox (durable, paced, retried);
     /// with `private`, only that user sees it (`chat.postEphemeral`).
-    fn say(&self, channel: &str, ts: &str, private: Option<String>, text: &str, nid: Option<u64>) {
+    fn say(
+        &self,
+        channel: &str,
+        ts: Option<&str>,
+        private: Option<String>,
+        text: &str,
+        nid: Option<u64>,
+    ) {
         let msg = Outgoing {
             notification: nid.filter(|n| *n != 0),
             kind: MessageKind::Reply,

@@ -90,7 +90,10 @@ async fn session(cfg: &SlackConfig, inbound: &Arc<SlackInbound>) -> Result<(), S
             "slash_commands" => {
                 let answer = match serde_json::from_value::<SlashCommand>(payload.clone()) {
                     Ok(c) => inbound.command(c).await,
-                    Err(e) => json!({ "text": format!("qmoi could not read that command: {e}") }),
+                    Err(e) => super::inbound::ephemeral(
+                        &format!("qmoi could not read that command: {e}"),
+                        false,
+                    ),
                 };
                 ws.send(Message::Text(
                     json!({ "envelope_id": id, "payload": answer })
@@ -99,21 +102,25 @@ async fn session(cfg: &SlackConfig, inbound: &Arc<SlackInbound>) -> Result<(), S
                 ))
                 .await?;
             }
+            // Accept (durably) first, then ack: Slack never redelivers an
+            // acknowledged envelope, so an ack before the command is on
+            // disk could lose it in a crash. Accepting takes one grouped
+            // fsync, well inside Slack's 3 s.
             "interactive" => {
-                ws.send(Message::Text(
-                    json!({ "envelope_id": id }).to_string().into(),
-                ))
-                .await?;
                 if let Err(e) = inbound.interaction(payload).await {
                     tracing::warn!(error = %e, "Slack interaction refused");
                 }
-            }
-            "events_api" => {
                 ws.send(Message::Text(
                     json!({ "envelope_id": id }).to_string().into(),
                 ))
                 .await?;
+            }
+            "events_api" => {
                 inbound.event(payload).await;
+                ws.send(Message::Text(
+                    json!({ "envelope_id": id }).to_string().into(),
+                ))
+                .await?;
             }
             other => {
                 if !id.is_empty() {
