@@ -227,5 +227,8 @@ fn a_panicking_test_leaves_no_qmoi_running() {
     let pid = pid.lock().expect("lock").expect("started");
     // SAFETY: signal 0 only asks whether the process (group) exists.
     let alive = unsafe { libc::kill(-pid, 0) } == 0;
-    assert!(!alive, "qmoi's process group {pid} outlived the panicking test");
+    assert!(
+        !alive,
+        "qmoi's process group {pid} outlived the panicking test"
+    );
 }

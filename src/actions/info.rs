@@ -51,6 +51,22 @@ impl Action for Help {
     }
 }
 
+/// How many open questions `status` lists without `--all`.
+const STATUS_NEWEST: usize = 10;
+
+/// `1115` → `1,115`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn describe(n: &Notification) -> String {
     let e = &n.event;
     format!(
@@ -108,20 +124,30 @@ impl Action for Status {
             return Ok(Outcome::text(out));
         }
         let registry = ctx.services.registry.current();
+        let show = match ctx.parsed.text("scope") {
+            None => STATUS_NEWEST,
+            Some(w) if w.trim_start_matches('-').eq_ignore_ascii_case("all") => usize::MAX,
+            Some(w) => {
+                return Ok(Outcome::text(format!(
+                    "I don't know `status {w}`: use `status`, `status #N` or `status --all`."
+                )))
+            }
+        };
         let mut open = Vec::new();
+        let mut total = 0usize;
         // The index lists notifications that may still ask something; the
         // questions decide which really do (a retried job that failed
-        // again asks again).
-        for n in store.open_notifications(None, 50)? {
+        // again asks again). All are counted, so the total is true.
+        for n in store.open_notifications(None, usize::MAX)? {
             let asks = crate::engine::questions::offered(store, &registry, &n)?
                 .iter()
                 .filter_map(|c| registry.get(c))
                 .any(|s| s.decides.is_some());
             if asks {
-                open.push(describe(&n));
-            }
-            if open.len() >= 10 {
-                break;
+                total += 1;
+                if open.len() < show {
+                    open.push(describe(&n));
+                }
             }
         }
         let mut out = format!(
@@ -136,12 +162,11 @@ impl Action for Status {
         if open.is_empty() {
             out.push_str("No open questions.");
         } else {
-            let _ = write!(
-                out,
-                "Open questions ({}):\n  {}",
-                open.len(),
-                open.join("\n  ")
-            );
+            let _ = write!(out, "Open questions: {}", thousands(total));
+            if open.len() < total {
+                let _ = write!(out, " — showing the {} newest; `status --all`", open.len());
+            }
+            let _ = write!(out, "\n  {}", open.join("\n  "));
         }
         Ok(Outcome::text(out))
     }
@@ -190,26 +215,7 @@ impl Action for History {
             }
             Ok(wanted)
         })?;
-        let lines: Vec<String> = records
-            .iter()
-            .map(|r| {
-                format!(
-                    "  {} {:<30} {:<5} by {} via {}: {}",
-                    r.at.format("%m-%d %H:%M"),
-                    r.kind,
-                    r.subject,
-                    r.actor.as_deref().unwrap_or("?"),
-                    r.channel.as_deref().unwrap_or("?"),
-                    r.detail
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .chars()
-                        .take(160)
-                        .collect::<String>()
-                )
-            })
-            .collect();
+        let lines: Vec<String> = records.iter().map(history_row).collect();
         if lines.is_empty() {
             return Ok(Outcome::text("No commands yet."));
         }
@@ -217,5 +223,106 @@ impl Action for History {
             "Recent commands (newest first):\n{}",
             lines.join("\n")
         )))
+    }
+}
+
+/// The longest detail a history row shows, in characters (cut at a word).
+const HISTORY_DETAIL_CHARS: usize = 100;
+
+/// One history row in words: when, what, how it went, who, where — no
+/// audit kinds and no idempotency keys (those stay in `audit` exports).
+fn history_row(r: &crate::store::AuditRecord) -> String {
+    let what = match r.kind.as_str() {
+        "command.accepted" => "ran",
+        "command.denied" => "refused",
+        "command.already_decided" => "already decided",
+        "command.confirmation_requested" => "asked to confirm",
+        "command.confirmed" => "confirmed",
+        "action.succeeded" => "succeeded",
+        "action.failed" => "failed",
+        "action.interrupted" => "interrupted",
+        other => other,
+    };
+    let detail = without_keys(r.detail.lines().next().unwrap_or(""));
+    let subject = if r.subject.is_empty() {
+        String::new()
+    } else {
+        format!("{} ", r.subject)
+    };
+    format!(
+        "  {} {subject}{what}: {} — {} via {}",
+        r.at.format("%m-%d %H:%M"),
+        cut_at_word(&detail, HISTORY_DETAIL_CHARS),
+        r.actor.as_deref().unwrap_or("?"),
+        r.channel.as_deref().unwrap_or("?"),
+    )
+}
+
+/// Drops every ` (key …)` the engine writes into audit details.
+fn without_keys(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    while let Some(at) = rest.find(" (key ") {
+        out.push_str(&rest[..at]);
+        match rest[at..].find(')') {
+            Some(end) => rest = &rest[at + end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// At most `max` characters, cut at a word boundary and marked with "…".
+fn cut_at_word(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let keep: String = text.chars().take(max.saturating_sub(1)).collect();
+    let cut = keep
+        .rfind(' ')
+        .filter(|&at| keep[..at].chars().count() > max / 2)
+        .map_or(keep.as_str(), |at| keep[..at].trim_end());
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1115), "1,115");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn history_rows_show_no_keys_or_audit_kinds_and_cut_at_a_word() {
+        let r = crate::store::AuditRecord {
+            seq: 1,
+            at: chrono::Utc::now(),
+            kind: "command.accepted".into(),
+            actor: Some("alice".into()),
+            channel: Some("slack".into()),
+            subject: "#12".into(),
+            detail: format!(
+                "approve (key slack:T1:U2:1712345.000) {}",
+                "because the flaky test was fixed upstream ".repeat(5)
+            ),
+            prev: String::new(),
+            hash: String::new(),
+        };
+        let row = history_row(&r);
+        assert!(!row.contains("key"), "{row}");
+        assert!(!row.contains("command.accepted"), "{row}");
+        assert!(row.contains("#12 ran: approve because"), "{row}");
+        assert!(row.contains("… — alice via slack"), "{row}");
+        let detail = row.split(": ").nth(1).unwrap_or("");
+        assert!(!detail.contains("upstr…"), "cut mid-word: {row}");
+        assert_eq!(without_keys("retry by bob (key api:k1)"), "retry by bob");
     }
 }

@@ -54,12 +54,60 @@ pub fn serve_data(data: &Path, env: &[(&str, &str)]) -> Bot {
     serve(&["--data", data], env, Stdio::null())
 }
 
+/// Like [`serve`], with stdout on a pseudo-terminal `cols` columns wide
+/// (stdin stays `stdin`): the console as an operator's terminal shows it.
+pub fn serve_on_terminal(args: &[&str], env: &[(&str, &str)], stdin: Stdio, cols: u16) -> Bot {
+    let dir = tempfile::tempdir().expect("tmp");
+    launch(dir, args, env, stdin, Some(cols), None)
+}
+
 /// Like [`serve`], in `dir`, optionally wrapped by a launcher (`setpriv …`).
 pub fn serve_in(
     dir: tempfile::TempDir,
     args: &[&str],
     env: &[(&str, &str)],
     stdin: Stdio,
+    launcher: Option<&[&str]>,
+) -> Bot {
+    launch(dir, args, env, stdin, None, launcher)
+}
+
+/// A pseudo-terminal `cols` wide: (master, slave).
+fn pty(cols: u16) -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors we then own.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned only here.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+fn launch(
+    dir: tempfile::TempDir,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Stdio,
+    terminal: Option<u16>,
     launcher: Option<&[&str]>,
 ) -> Bot {
     let bin = env!("CARGO_BIN_EXE_qmoi");
@@ -76,9 +124,19 @@ pub fn serve_in(
         .current_dir(dir.path())
         .env("QMOI_LOG", "info")
         .stdin(stdin)
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    let master = match terminal {
+        Some(cols) => {
+            let (master, slave) = pty(cols);
+            c.stdout(Stdio::from(slave));
+            Some(master)
+        }
+        None => {
+            c.stdout(Stdio::piped());
+            None
+        }
+    };
     for (k, v) in env {
         c.env(k, v);
     }
@@ -92,6 +150,9 @@ pub fn serve_in(
         });
     }
     let mut child = c.spawn().expect("spawn qmoi");
+    // Our copy of the terminal's slave end closes with `c`, so reading the
+    // master ends when qmoi exits.
+    drop(c);
     let (tx, rx) = channel();
     let err = child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
@@ -104,7 +165,10 @@ pub fn serve_in(
     // Drained always, so a console that prints a lot never blocks on a
     // full pipe.
     let stdout = Arc::new(Mutex::new(Vec::new()));
-    let mut out = child.stdout.take().expect("stdout");
+    let mut out: Box<dyn Read + Send> = match master {
+        Some(m) => Box::new(m),
+        None => Box::new(child.stdout.take().expect("stdout")),
+    };
     let sink = stdout.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
@@ -174,9 +238,9 @@ impl Bot {
         }
     }
 
-    /// What the console printed so far.
+    /// What the console printed so far (a terminal's `\r\n` as `\n`).
     pub fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().expect("stdout lock")).into_owned()
+        String::from_utf8_lossy(&self.stdout.lock().expect("stdout lock")).replace("\r\n", "\n")
     }
 
     /// Waits (bounded) until the console printed `text`; returns all output.
