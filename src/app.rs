@@ -293,6 +293,11 @@ pub async fn start_with_clock(
             )
         })?;
     let addr = listener.local_addr()?;
+    let signin = Arc::new(web::dashboard::session::Auth::new(
+        clock.clone(),
+        config.dashboard.clone(),
+        web::dashboard::session::base_url(&config.dashboard, addr),
+    ));
     if let Err(e) = crate::store::open::write_pid(&config.data_dir, addr) {
         tracing::warn!(error = %e, "could not write the pid file");
     }
@@ -312,6 +317,7 @@ pub async fn start_with_clock(
         health: health.clone(),
         mirror: mirror.clone(),
         clock: clock.clone(),
+        signin: signin.clone(),
     };
     metrics.register(Arc::new(StoreGauges {
         store: store.clone(),
@@ -361,6 +367,10 @@ pub async fn start_with_clock(
             io.output,
             config.console.identity.clone(),
             quit.clone(),
+            Some(web::dashboard::session::console_login(
+                &config,
+                signin.clone(),
+            )),
         )));
     }
 

@@ -227,7 +227,9 @@ impl Intake {
                     };
                     self.store.put_notification(&n)?;
                     let reopened = self.closed_questions(&n)?.len() < before.len();
-                    if !silenced && reopened {
+                    if let Some(m) = crate::mutes::muted(&self.store, &n.event.project.path)? {
+                        self.held_by_mute(&n, &m)?;
+                    } else if !silenced && reopened {
                         // Failed again after a retry: a new question, and
                         // news — announced in full (new job, link, buttons),
                         // never a silent edit of the old message.
@@ -311,9 +313,27 @@ impl Intake {
                 n.event.id
             ),
         ))?;
-        self.notifier.queue_notification(&n, None)?;
+        match crate::mutes::muted(&self.store, &n.event.project.path)? {
+            Some(m) => self.held_by_mute(&n, &m)?,
+            None => {
+                self.notifier.queue_notification(&n, None)?;
+            }
+        }
         self.metrics.notification("created");
         Ok(id)
+    }
+
+    /// A muted project's notification: kept (on the dashboard), not sent.
+    fn held_by_mute(&self, n: &Notification, m: &crate::mutes::Mute) -> Result<(), StoreError> {
+        self.store.audit(AuditEntry::new(
+            "notification.muted",
+            format!("#{}", n.id),
+            format!(
+                "not sent: {} was muted by {} (event {})",
+                m.project, m.by, n.event.id
+            ),
+        ))?;
+        Ok(())
     }
 
     /// The questions of `n` that are closed right now (decided or pending).

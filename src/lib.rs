@@ -15,6 +15,7 @@
 //! - [`render`] — per-medium escaping, limits and message shapes: outside
 //!   content is made inert for each medium by construction;
 //! - [`store`] — the memory behind a narrow storage trait, including the hash-chained audit log;
+//! - [`mutes`] — projects the master muted (intake sends nothing about them);
 //! - [`config`], [`identity`], [`metrics`], [`clock`], [`app`] — settings,
 //!   people, counters, time that tests can move, and the wiring.
 
@@ -36,6 +37,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod mirror;
+pub mod mutes;
 pub mod notify;
 pub mod reload;
 pub mod render;

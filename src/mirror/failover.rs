@@ -167,6 +167,14 @@ impl Mirror {
         self.cancels.lock().map(|c| !c.is_empty()).unwrap_or(false)
     }
 
+    /// The repositories whose switch waits in its cancel window.
+    pub fn pending_switches(&self) -> Vec<String> {
+        self.cancels
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// `cancel`: stops pending switches (of one repository or all).
     pub fn cancel(&self, repo: Option<&str>) -> Vec<String> {
         let Ok(c) = self.cancels.lock() else {

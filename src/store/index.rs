@@ -102,7 +102,7 @@ impl Store {
         let marker = format!("index:{}", def.name);
         let built = meta
             .get(marker.as_bytes())?
-            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .and_then(|v| <[u8; 4]>::try_from(AsRef::<[u8]>::as_ref(&v)).ok())
             .map(u32::from_be_bytes);
         if built != Some(def.version) {
             self.rebuild_index(&def)?;

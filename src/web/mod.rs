@@ -42,18 +42,16 @@ pub struct AppState {
     pub clock: crate::clock::SharedClock,
     /// Channel connection states, for `/readyz`.
     pub health: Arc<crate::health::Health>,
+    /// The dashboard's sign-in links and sessions (the console's `login`
+    /// issues links too).
+    pub signin: Arc<dashboard::session::Auth>,
 }
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
     let mut dash = None;
     if state.config.dashboard.enabled {
-        match dashboard::Dashboard::new(
-            state.config.clone(),
-            state.store.clone(),
-            state.engine.clone(),
-            state.clock.clone(),
-        ) {
+        match dashboard::Dashboard::new(&state) {
             Ok(d) => dash = Some(dashboard::routes(Arc::new(d))),
             Err(e) => {
                 tracing::error!(error = %e, "dashboard templates failed to load; the dashboard is off")

@@ -4,7 +4,8 @@
 //! identity (the operator, who is the master by default); notifications and
 //! replies are printed to standard output. When input ends (a service with
 //! no terminal), the console stops listening and the bot keeps running.
-//! `quit` (or `exit`) stops qmoi. [`terminal`] reads stdin off the runtime.
+//! `quit` (or `exit`) stops qmoi; `login` prints a single-use sign-in link
+//! for the dashboard. [`terminal`] reads stdin off the runtime.
 
 pub mod terminal;
 
@@ -68,6 +69,11 @@ impl Channel for ConsoleChannel {
 /// Typed words that stop qmoi instead of being commands.
 const QUIT: &[&str] = &["quit", "exit"];
 
+/// Makes the text `login` prints (a dashboard sign-in link, or why not).
+/// Handled here, not as a command: a link must only ever be shown at the
+/// terminal, never posted to a chat channel.
+pub type Login = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Reads commands from `input` until it ends, printing each reply; `quit`
 /// wakes `quit` (the caller stops the bot).
 pub async fn listen<R>(
@@ -76,6 +82,7 @@ pub async fn listen<R>(
     out: Output,
     identity: String,
     quit: Arc<tokio::sync::Notify>,
+    login: Option<Login>,
 ) where
     R: AsyncBufRead + Unpin,
 {
@@ -99,6 +106,10 @@ pub async fn listen<R>(
             print(&out, "→ stopping qmoi").await;
             quit.notify_one();
             break;
+        }
+        if let (Some(login), true) = (&login, text.eq_ignore_ascii_case("login")) {
+            print(&out, &format!("→ {}", login())).await;
+            continue;
         }
         n += 1;
         // Each typed line is its own intent: the key is unique per line.

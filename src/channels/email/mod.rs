@@ -29,7 +29,8 @@ use crate::store::Store;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-pub use outbound::{EmailChannel, SetupError, NAME};
+pub(crate) use outbound::AutoSubmitted;
+pub use outbound::{smtp_transport, EmailChannel, SetupError, NAME};
 
 /// Who receives notifications: `email.recipients`, else every person's
 /// email identity.

@@ -31,7 +31,7 @@ const SENT: &str = "email_sent";
 /// `auto-replied` on qmoi's answers to mail; either keeps vacation
 /// responders from answering.
 #[derive(Clone)]
-struct AutoSubmitted(&'static str);
+pub(crate) struct AutoSubmitted(pub(crate) &'static str);
 
 impl Header for AutoSubmitted {
     fn name() -> HeaderName {
@@ -92,6 +92,39 @@ pub(super) fn read_ca(cfg: &EmailConfig) -> Result<Option<Vec<u8>>, SetupError> 
     }
 }
 
+/// The SMTP transport `email.*` describes (TLS, STARTTLS or plain, the
+/// extra CA, credentials); shared with the dashboard's sign-in mail.
+pub fn smtp_transport(cfg: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, SetupError> {
+    let tls_params = || -> Result<TlsParameters, SetupError> {
+        let mut b = TlsParameters::builder(cfg.smtp_host.clone());
+        if let Some(pem) = read_ca(cfg)? {
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| SetupError::Config(format!("email.ca_file: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build_rustls()
+            .map_err(|e| SetupError::Config(format!("SMTP TLS: {e}")))
+    };
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.clone())
+            .port(cfg.smtp_port)
+            .timeout(Some(Duration::from_secs(cfg.command_timeout_secs.max(1))));
+    builder = match cfg.smtp_security {
+        Security::Tls => builder.tls(Tls::Wrapper(tls_params()?)),
+        Security::Starttls => builder.tls(Tls::Required(tls_params()?)),
+        Security::Plain => builder.tls(Tls::None),
+    };
+    if !cfg.smtp_username.is_empty() {
+        let pass = cfg
+            .smtp_password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        builder = builder.credentials(Credentials::new(cfg.smtp_username.clone(), pass));
+    }
+    Ok(builder.build())
+}
+
 impl EmailChannel {
     /// Builds the SMTP transport; nothing is sent yet.
     pub fn new(
@@ -114,35 +147,8 @@ impl EmailChannel {
             .parse()
             .map_err(|e| SetupError::Config(format!("email.address '{}': {e}", cfg.address)))?;
         let from = Mailbox::new(Some(crate::notify::SIGNATURE.to_string()), address);
-        let tls_params = || -> Result<TlsParameters, SetupError> {
-            let mut b = TlsParameters::builder(cfg.smtp_host.clone());
-            if let Some(pem) = read_ca(&cfg)? {
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| SetupError::Config(format!("email.ca_file: {e}")))?;
-                b = b.add_root_certificate(cert);
-            }
-            b.build_rustls()
-                .map_err(|e| SetupError::Config(format!("SMTP TLS: {e}")))
-        };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.clone())
-                .port(cfg.smtp_port)
-                .timeout(Some(Duration::from_secs(cfg.command_timeout_secs.max(1))));
-        builder = match cfg.smtp_security {
-            Security::Tls => builder.tls(Tls::Wrapper(tls_params()?)),
-            Security::Starttls => builder.tls(Tls::Required(tls_params()?)),
-            Security::Plain => builder.tls(Tls::None),
-        };
-        if !cfg.smtp_username.is_empty() {
-            let pass = cfg
-                .smtp_password
-                .as_ref()
-                .map(|p| p.expose().to_string())
-                .unwrap_or_default();
-            builder = builder.credentials(Credentials::new(cfg.smtp_username.clone(), pass));
-        }
         Ok(EmailChannel {
-            transport: builder.build(),
+            transport: smtp_transport(&cfg)?,
             store,
             tokens,
             templates,

@@ -52,7 +52,7 @@ pub async fn login_url(
     base: Option<&str>,
     person: Option<&str>,
 ) -> Result<LoginLink, LinkError> {
-    let token = super::pages::admin_token(config).ok_or(LinkError::NoToken)?;
+    let token = super::signin::admin_token(config).ok_or(LinkError::NoToken)?;
     let base = base
         .map(str::to_string)
         .unwrap_or_else(|| format!("http://{}", config.server.listen));

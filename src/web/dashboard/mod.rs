@@ -7,22 +7,29 @@
 //! - **Answers** from the dashboard are ordinary [`Command`]s from the
 //!   `dashboard` channel: the same engine, authorization, decide-once and
 //!   audit as a Slack click or an email reply.
-//! - **Sign-in** is a single-use link, then a server-side session
-//!   ([`session`]); every state-changing request carries the session's CSRF
+//! - **Sign-in** is a single-use link (from `qmoi dashboard login-url`, the
+//!   console's `login`, or by email), then passkeys for daily use
+//!   ([`passkey`]), each giving a server-side session ([`session`],
+//!   handlers in [`signin`]); every state-changing request carries the session's CSRF
 //!   token and must come from this origin (`Sec-Fetch-Site`); every response
 //!   carries a strict Content-Security-Policy (no inline script).
 
 mod assets;
 pub mod client;
 mod live;
+mod mail;
 mod overrides;
 mod pages;
+pub mod passkey;
 pub mod session;
+mod signin;
+pub mod syncs;
 pub mod views;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::mirror::Mirror;
 use crate::store::Store;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -43,7 +50,9 @@ pub struct Dashboard {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
     pub(crate) engine: Engine,
-    pub(crate) auth: Auth,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) passkeys: passkey::Passkeys,
+    pub(crate) mirror: Arc<Mirror>,
     pub(crate) clock: SharedClock,
     pub(crate) pages: Environment<'static>,
 }
@@ -52,20 +61,19 @@ pub struct Dashboard {
 pub type Shared = Arc<Dashboard>;
 
 impl Dashboard {
-    /// Builds the dashboard; fails only when a template does not parse.
-    pub fn new(
-        config: Arc<Config>,
-        store: Store,
-        engine: Engine,
-        clock: SharedClock,
-    ) -> Result<Dashboard, minijinja::Error> {
+    /// Builds the dashboard over the app's state; fails only when a
+    /// template does not parse.
+    pub fn new(app: &crate::web::AppState) -> Result<Dashboard, minijinja::Error> {
+        let config = app.config.clone();
         let pages = pages::environment(&config.paths.templates)?;
         Ok(Dashboard {
-            auth: Auth::new(clock.clone(), config.dashboard.clone()),
+            passkeys: passkey::Passkeys::new(config.dashboard.public_url.as_deref()),
+            auth: app.signin.clone(),
+            mirror: app.mirror.clone(),
+            store: app.store.clone(),
+            engine: app.engine.clone(),
+            clock: app.clock.clone(),
             config,
-            store,
-            engine,
-            clock,
             pages,
         })
     }
@@ -105,12 +113,24 @@ pub fn routes(dash: Shared) -> Router {
         .route("/answer", post(pages::answer))
         .route("/override/reopen", post(overrides::reopen))
         .route("/override/delivery", post(overrides::retry_delivery))
-        .route("/login", get(pages::login_page).post(pages::login))
-        .route("/logout", post(pages::logout))
+        .route("/override/mute", post(overrides::mute))
+        .route("/override/unmute", post(overrides::unmute))
+        .route("/override/cancel-switch", post(overrides::cancel_switch))
+        .route("/syncs", get(syncs::page))
+        .route("/syncs/export", get(syncs::export))
+        .route("/login", get(signin::login_page).post(signin::login))
+        .route("/login/email", post(signin::login_email))
+        .route("/logout", post(signin::logout))
+        .route("/passkeys", get(signin::passkeys_page))
+        .route("/passkey/register/start", post(signin::register_start))
+        .route("/passkey/register/finish", post(signin::register_finish))
+        .route("/passkey/remove", post(signin::remove))
+        .route("/passkey/sign-in/start", post(signin::sign_in_start))
+        .route("/passkey/sign-in/finish", post(signin::sign_in_finish))
         .route("/static/{file}", get(assets::serve))
         .route(
             "/api/v1/admin/dashboard/login-url",
-            post(pages::issue_login_url),
+            post(signin::issue_login_url),
         )
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(dash)

@@ -1,10 +1,13 @@
 //! Master overrides, each audited: reopen a decided question, retry a
-//! failed delivery now. Each needs a full session, the CSRF token, this
-//! origin, and a recent sign-in.
+//! failed delivery now, mute or unmute a project ([`crate::mutes`]), cancel
+//! a failover or failback inside its cancel window. Each needs a full
+//! session, the CSRF token, this origin, and a recent sign-in.
 
 use super::pages::{blocking, forbidden};
 use super::{refuse, Shared, CHANNEL};
+use crate::command::{Command, Evidence, Origin};
 use crate::engine::questions::instance_key;
+use crate::store::CommandStatus;
 use crate::store::{
     seq_key, trees, AuditEntry, Decision, DecisionStatus, OutboxItem, OutboxStatus,
 };
@@ -12,6 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use minijinja::context;
 use serde::Deserialize;
 
 /// `POST /override/reopen`.
@@ -149,4 +153,119 @@ async fn finish(
         Ok(Err(why)) => refuse(StatusCode::CONFLICT, &why),
         Err(r) => *r,
     }
+}
+
+/// `POST /override/mute` and `/override/unmute`.
+#[derive(Deserialize)]
+pub struct MuteForm {
+    project: String,
+    csrf: String,
+    /// Where to go afterwards (a path on this dashboard).
+    #[serde(default)]
+    back: String,
+}
+
+/// A path on this dashboard to return to (never another site).
+fn back_to(back: &str) -> String {
+    if back.starts_with('/') && !back.starts_with("//") {
+        back.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+/// Mutes a project: its notifications stay on the dashboard, unsent.
+pub async fn mute(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<MuteForm>,
+) -> Response {
+    let who = match allowed(&d, &headers, &f.csrf) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let (project, now) = (f.project.clone(), d.clock.now());
+    let done = blocking(&d, move |d| {
+        Ok(crate::mutes::mute(&d.store, &project, &who, CHANNEL, now)?
+            .then_some(())
+            .ok_or_else(|| "that project is muted already (or has no name)".to_string()))
+    })
+    .await;
+    finish(&d, done, &back_to(&f.back)).await
+}
+
+/// Lifts a project's mute.
+pub async fn unmute(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<MuteForm>,
+) -> Response {
+    let who = match allowed(&d, &headers, &f.csrf) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let project = f.project.clone();
+    let done = blocking(&d, move |d| {
+        Ok(crate::mutes::unmute(&d.store, &project, &who, CHANNEL)?
+            .then_some(())
+            .ok_or_else(|| "that project is not muted".to_string()))
+    })
+    .await;
+    finish(&d, done, &back_to(&f.back)).await
+}
+
+/// `POST /override/cancel-switch`.
+#[derive(Deserialize)]
+pub struct CancelForm {
+    repo: String,
+    csrf: String,
+}
+
+/// Cancels a failover or failback waiting in its cancel window: the
+/// `cancel REPO` command through the engine (same authorization, audit and
+/// words as typing it in chat).
+pub async fn cancel_switch(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<CancelForm>,
+) -> Response {
+    let who = match allowed(&d, &headers, &f.csrf) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let repo: String = f
+        .repo
+        .chars()
+        .filter(|c| c.is_alphanumeric() || "-_./".contains(*c))
+        .collect();
+    let cmd = Command::new(
+        format!("dashboard:cancel:{}", uuid::Uuid::new_v4()),
+        Origin {
+            channel: CHANNEL.into(),
+            identity: who,
+            thread: None,
+        },
+        format!("cancel {repo}"),
+        Evidence {
+            kind: "dashboard-form".into(),
+            reference: "cancel-switch".into(),
+        },
+    );
+    let accepted = d.engine.accept(cmd).await;
+    let reply = match accepted.outcome {
+        Some(rx) => match tokio::time::timeout(std::time::Duration::from_secs(20), rx).await {
+            Ok(Ok(r)) => r,
+            _ => accepted.ack,
+        },
+        None => accepted.ack,
+    };
+    let ok = reply.status == CommandStatus::Succeeded;
+    let mut res = d.render(
+        "notice.html",
+        context! { title => "Cancel", text => reply.text, ok => ok, back => "/" },
+    );
+    if !ok {
+        *res.status_mut() = StatusCode::CONFLICT;
+    }
+    res
 }

@@ -1,18 +1,17 @@
 //! Page handlers: overview, timeline, history and export, answers, sign-in.
 
-use super::session::{csrf_ok, Session, SignInError, COOKIE};
+use super::session::{csrf_ok, Session};
 use super::views::{self, HistoryFilter};
 use super::{refuse, same_origin, Shared, CHANNEL};
 use crate::command::{Command, Evidence, Origin};
 use crate::store::{verify_chain, CommandStatus, StoreError};
-use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
+use axum::Form;
 use include_dir::{include_dir, Dir};
 use minijinja::{context, Environment};
 use serde::Deserialize;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates/dashboard");
@@ -83,7 +82,10 @@ fn truncate(value: String, n: usize) -> String {
 }
 
 /// The session, or the refusal to send instead.
-fn signed_in(d: &Shared, headers: &HeaderMap) -> Result<(String, Session), Box<Response>> {
+pub(crate) fn signed_in(
+    d: &Shared,
+    headers: &HeaderMap,
+) -> Result<(String, Session), Box<Response>> {
     d.session(headers).ok_or_else(|| {
         Box::new(refuse(
             StatusCode::UNAUTHORIZED,
@@ -115,19 +117,20 @@ where
 /// The overview's live part as HTML, for the page and the SSE stream.
 pub(crate) async fn overview_html(d: &Shared, s: &Session) -> Result<String, Box<Response>> {
     let now = d.clock.now();
-    let ov = blocking(d, move |d| {
-        views::overview(
+    let (ov, mutes) = blocking(d, move |d| {
+        let ov = views::overview(
             &d.store,
             &d.engine.registry(),
             &d.config.notify.channels,
             now,
-        )
+        )?;
+        Ok((ov, crate::mutes::all(&d.store)?))
     })
     .await?;
-    let t = d
-        .pages
-        .get_template("_live.html")
-        .and_then(|t| t.render(context! { ov => ov, s => session_ctx(s) }));
+    let mirrors = super::syncs::mirrors(d.mirror.status().await, &d.mirror.pending_switches());
+    let t = d.pages.get_template("_live.html").and_then(|t| {
+        t.render(context! { ov => ov, s => session_ctx(s), mirrors => mirrors, mutes => mutes })
+    });
     t.map_err(|e| {
         tracing::error!(error = %e, "dashboard live template failed");
         Box::new(refuse(
@@ -137,7 +140,7 @@ pub(crate) async fn overview_html(d: &Shared, s: &Session) -> Result<String, Box
     })
 }
 
-fn session_ctx(s: &Session) -> minijinja::Value {
+pub(crate) fn session_ctx(s: &Session) -> minijinja::Value {
     context! {
         person => s.person.name.clone(),
         read_only => s.read_only,
@@ -239,13 +242,14 @@ pub async fn history(
     )
 }
 
-/// Export format.
+/// An export's query: the format and the page's filters.
 #[derive(Deserialize)]
-pub struct ExportQuery {
+pub struct ExportQuery<F> {
     /// `jsonl` or `csv`.
-    format: Option<String>,
+    pub(crate) format: Option<String>,
+    /// The same filters as the page.
     #[serde(flatten)]
-    filter: HistoryFilter,
+    pub(crate) filter: F,
 }
 
 /// `GET /history/export?format=jsonl|csv&…`: the filtered records, whole,
@@ -254,7 +258,7 @@ pub struct ExportQuery {
 pub async fn export(
     State(d): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<ExportQuery>,
+    Query(q): Query<ExportQuery<HistoryFilter>>,
 ) -> Response {
     if let Err(r) = signed_in(&d, &headers) {
         return *r;
@@ -267,27 +271,39 @@ pub async fn export(
         }
         Err(r) => return *r,
     };
-    let csv = q.format.as_deref() == Some("csv");
-    let body = if csv {
-        views::audit_csv(&records)
+    download(
+        q.format.as_deref(),
+        "qmoi-audit",
+        &records,
+        views::audit_csv,
+    )
+}
+
+/// An export as a file download: `format=csv` as CSV (via `csv`), else JSON
+/// lines of the records as they are (hashes and all, so they can be checked).
+pub(crate) fn download<T: serde::Serialize>(
+    format: Option<&str>,
+    stem: &str,
+    records: &[T],
+    csv: fn(&[T]) -> String,
+) -> Response {
+    let as_csv = format == Some("csv");
+    let (body, ctype, ext) = if as_csv {
+        (csv(records), "text/csv; charset=utf-8", "csv")
     } else {
-        records
+        let lines = records
             .iter()
             .filter_map(|r| serde_json::to_string(r).ok())
             .map(|l| l + "\n")
-            .collect()
-    };
-    let (ctype, ext) = if csv {
-        ("text/csv; charset=utf-8", "csv")
-    } else {
-        ("application/x-ndjson", "jsonl")
+            .collect();
+        (lines, "application/x-ndjson", "jsonl")
     };
     (
         [
             (header::CONTENT_TYPE, ctype.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"qmoi-audit.{ext}\""),
+                format!("attachment; filename=\"{stem}.{ext}\""),
             ),
         ],
         body,
@@ -403,181 +419,4 @@ pub(crate) fn forbidden(headers: &HeaderMap, s: &Session, csrf: &str) -> Option<
         ));
     }
     None
-}
-
-/// `?t=` on the sign-in page.
-#[derive(Deserialize)]
-pub struct LinkQuery {
-    t: Option<String>,
-}
-
-/// `GET /login`: shows a button (the token is spent only by the POST, so
-/// a mail scanner opening the link signs nobody in).
-pub async fn login_page(State(d): State<Shared>, Query(q): Query<LinkQuery>) -> Response {
-    d.render("login.html", context! { token => q.t, title => "Sign in" })
-}
-
-/// `POST /login`.
-pub async fn login(State(d): State<Shared>, req: Request) -> Response {
-    let from = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let headers = req.headers().clone();
-    if !same_origin(&headers) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Refused: the sign-in did not come from this dashboard.",
-        );
-    }
-    let Ok(Form(q)) = Form::<LinkQuery>::from_request(req, &()).await else {
-        return refuse(StatusCode::BAD_REQUEST, "The sign-in form was malformed.");
-    };
-    let token = q.t.unwrap_or_default();
-    match d.auth.redeem(token.trim(), from) {
-        Ok((id, s)) => {
-            let _ = d.store.audit(
-                crate::store::AuditEntry::new(
-                    "dashboard.signin",
-                    "dashboard",
-                    "signed in with a link",
-                )
-                .by(Some(&s.person.name), Some(CHANNEL)),
-            );
-            let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict");
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(from = %from, reason = %e, "dashboard sign-in refused");
-            let status = match e {
-                SignInError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            refuse(status, &e.to_string())
-        }
-    }
-}
-
-/// The CSRF token on a bare form.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
-
-/// `POST /logout`.
-pub async fn logout(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    if let Some((id, s)) = d.session(&headers) {
-        if same_origin(&headers) && csrf_ok(&s, &f.csrf) {
-            d.auth.sign_out(&id);
-        }
-    }
-    let gone = format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
-    ([(header::SET_COOKIE, gone)], Redirect::to("/login")).into_response()
-}
-
-/// Body of a login-URL request.
-#[derive(Deserialize, Default)]
-pub struct LinkRequest {
-    /// Person to sign in; default: the first master.
-    #[serde(default)]
-    person: Option<String>,
-}
-
-/// `POST /api/v1/admin/dashboard/login-url` (bearer API token): a
-/// single-use sign-in link, for `qmoi dashboard login-url`.
-pub async fn issue_login_url(
-    State(d): State<Shared>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let token = admin_token(&d.config);
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !token.is_some_and(|t| t.matches(presented.trim().as_bytes())) {
-        tracing::warn!("dashboard login-url refused: wrong or missing bearer token");
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong or missing bearer token",
-        );
-    }
-    let req: LinkRequest = if body.is_empty() {
-        LinkRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, "malformed", &e.to_string()),
-        }
-    };
-    let people = &d.config.people;
-    let chosen = match &req.person {
-        Some(name) => people.iter().find(|p| p.name.eq_ignore_ascii_case(name)),
-        None => people
-            .iter()
-            .find(|p| p.roles.iter().any(|r| r == "master")),
-    };
-    let Some(p) = chosen else {
-        return api_error(
-            StatusCode::NOT_FOUND,
-            "no_such_person",
-            "no such person in [[people]]",
-        );
-    };
-    let person = crate::identity::Person {
-        name: p.name.clone(),
-        roles: p.roles.clone(),
-    };
-    match d.auth.issue_link(&person) {
-        Ok(t) => {
-            let base = d
-                .config
-                .dashboard
-                .public_url
-                .clone()
-                .or_else(|| {
-                    headers
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .map(|h| format!("http://{h}"))
-                })
-                .unwrap_or_else(|| format!("http://{}", d.config.server.listen));
-            let url = format!("{}/login?t={t}", base.trim_end_matches('/'));
-            let _ = d.store.audit(
-                crate::store::AuditEntry::new("dashboard.link", "dashboard", "sign-in link issued")
-                    .by(Some(&person.name), Some("api")),
-            );
-            Json(serde_json::json!({
-                "url": url, "person": person.name, "valid_minutes": d.auth.link_minutes(),
-            }))
-            .into_response()
-        }
-        Err(e) => api_error(StatusCode::FORBIDDEN, "not_allowed", &e.to_string()),
-    }
-}
-
-/// The token that may ask for sign-in links: the admin token of the admin
-/// reads (`memory.admin_token`), or the API token when none is set.
-pub(crate) fn admin_token(config: &crate::config::Config) -> Option<&crate::config::Secret> {
-    config
-        .memory
-        .admin_token
-        .as_ref()
-        .filter(|t| !t.is_empty())
-        .or_else(|| config.api.token.as_ref().filter(|t| !t.is_empty()))
-}
-
-fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": code, "message": message })),
-    )
-        .into_response()
 }

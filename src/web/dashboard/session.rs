@@ -2,11 +2,16 @@
 //! server-side sessions.
 //!
 //! A sign-in link is a random 256-bit token handed to the master out of band
-//! (`qmoi dashboard login-url`, which asks the running bot). The page behind
-//! the link only shows a button; the token is spent by the POST that button
-//! sends, because mail scanners and link previewers open links with GET.
+//! (`qmoi dashboard login-url`, which asks the running bot; `login` at the
+//! console; or by email to the master's address). The page behind the link
+//! only shows a button; the token is spent by the POST that button sends,
+//! because mail scanners and link previewers open links with GET. Daily
+//! sign-in is by passkey ([`super::passkey`]).
+//!
 //! Only hashes of tokens and session ids are kept, in this process's memory:
-//! a restart signs everyone out, which is the safe direction.
+//! a restart signs everyone out. That is deliberate: sessions are bearer
+//! secrets, and keeping them off disk means a copy of the store or a backup
+//! signs nobody in; with a passkey, signing in again is one touch.
 //!
 //! Every time here comes from the shared [`Clock`], so expiry is tested by
 //! moving time, not by waiting.
@@ -19,7 +24,7 @@ use data_encoding::BASE64URL_NOPAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
@@ -76,7 +81,28 @@ struct State {
 pub struct Auth {
     clock: SharedClock,
     config: DashboardConfig,
+    /// Where links point: `dashboard.public_url`, else the bound listener.
+    base: String,
     state: Mutex<State>,
+}
+
+/// The address sign-in links point at: `public_url` when set (behind a TLS
+/// proxy, the proxy's), else the listener qmoi bound (`localhost` for an
+/// unspecified address). Never a request's `Host` header: an emailed link
+/// built from it would send the token wherever a stranger's request said.
+pub fn base_url(config: &DashboardConfig, bound: SocketAddr) -> String {
+    if let Some(u) = config
+        .public_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
+        return u.trim().trim_end_matches('/').to_string();
+    }
+    if bound.ip().is_unspecified() {
+        format!("http://localhost:{}", bound.port())
+    } else {
+        format!("http://{bound}")
+    }
 }
 
 fn random_token() -> String {
@@ -90,73 +116,109 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Auth {
-    /// An empty set of links and sessions.
-    pub fn new(clock: SharedClock, config: DashboardConfig) -> Auth {
+    /// An empty set of links and sessions; links point at `base`.
+    pub fn new(clock: SharedClock, config: DashboardConfig, base: String) -> Auth {
         Auth {
             clock,
             config,
+            base,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The address links point at.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A single-use sign-in link (the whole URL) for `person`.
+    pub fn issue_url(&self, person: &Person) -> Result<String, SignInError> {
+        Ok(format!(
+            "{}/login?t={}",
+            self.base,
+            self.issue_link(person)?
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Issues a single-use sign-in token for `person`. Masters get a full
-    /// session; team members a read-only one when `team_read_only` is on.
-    pub fn issue_link(&self, person: &Person) -> Result<String, SignInError> {
+    /// Whether `person` may use the dashboard, and read-only or not:
+    /// masters get a full session; team members a read-only one when
+    /// `team_read_only` is on; nobody else.
+    pub fn access(&self, person: &Person) -> Result<bool, SignInError> {
         let master = person.has_any_role(&["master".to_string()]);
         let team = person.has_any_role(&["team".to_string()]);
         if !(master || team && self.config.team_read_only) {
             return Err(SignInError::NotAllowed(person.name.clone()));
         }
+        Ok(!master)
+    }
+
+    /// Issues a single-use sign-in token for `person`.
+    pub fn issue_link(&self, person: &Person) -> Result<String, SignInError> {
+        let read_only = self.access(person)?;
         let token = random_token();
-        let expires_at = self.clock.now() + minutes(self.config.link_minutes);
-        let mut st = self.lock();
         let now = self.clock.now();
+        let expires_at = now + minutes(self.config.link_minutes);
+        let mut st = self.lock();
         st.links.retain(|_, l| l.expires_at > now);
         st.links.insert(
             digest(&token),
             Link {
                 person: person.clone(),
-                read_only: !master,
+                read_only,
                 expires_at,
             },
         );
         Ok(token)
     }
 
-    /// Spends a sign-in token: on success returns the new session id (the
-    /// cookie value) and the session.
-    pub fn redeem(&self, token: &str, from: IpAddr) -> Result<(String, Session), SignInError> {
+    /// Counts one sign-in attempt from `from` (a link or a passkey, good
+    /// or bad): more than `signin_per_minute` in a minute are refused.
+    pub fn attempt(&self, from: IpAddr) -> Result<(), SignInError> {
         let now = self.clock.now();
         let mut st = self.lock();
+        st.attempts.retain(|_, w| now - w.0 < Duration::minutes(1));
         let window = st.attempts.entry(from).or_insert((now, 0));
-        if now - window.0 >= Duration::minutes(1) {
-            *window = (now, 0);
-        }
         window.1 += 1;
         if window.1 > self.config.signin_per_minute.max(1) {
             return Err(SignInError::RateLimited);
         }
-        let link = st
+        Ok(())
+    }
+
+    /// Spends a sign-in token: on success returns the new session id (the
+    /// cookie value) and the session.
+    pub fn redeem(&self, token: &str, from: IpAddr) -> Result<(String, Session), SignInError> {
+        self.attempt(from)?;
+        let now = self.clock.now();
+        let link = self
+            .lock()
             .links
             .remove(&digest(token))
             .ok_or(SignInError::Unknown)?;
         if link.expires_at <= now {
             return Err(SignInError::Expired);
         }
+        Ok(self.start_session(link.person, link.read_only))
+    }
+
+    /// A new session for a person whose sign-in was proven (a link spent,
+    /// a passkey verified): the cookie value and the session.
+    pub fn start_session(&self, person: Person, read_only: bool) -> (String, Session) {
+        let now = self.clock.now();
         let id = random_token();
         let session = Session {
-            person: link.person,
-            read_only: link.read_only,
+            person,
+            read_only,
             signed_in_at: now,
             last_seen: now,
             csrf: random_token(),
         };
-        st.sessions.insert(digest(&id), session.clone());
-        Ok((id, session))
+        self.lock().sessions.insert(digest(&id), session.clone());
+        (id, session)
     }
 
     /// The live session behind a cookie value, touched; `None` when unknown
@@ -192,6 +254,30 @@ impl Auth {
     }
 }
 
+/// The console's `login`: a sign-in link for the console's person, or why
+/// there is none, as a line to print.
+pub fn console_login(
+    config: &crate::config::Config,
+    auth: std::sync::Arc<Auth>,
+) -> crate::channels::console::Login {
+    let who = crate::identity::Directory::new(&config.people)
+        .resolve(crate::channels::console::NAME, &config.console.identity)
+        .cloned();
+    std::sync::Arc::new(move || {
+        match &who {
+        None => "the console's identity is nobody in [[people]]: no sign-in link".to_string(),
+        Some(p) => match auth.issue_url(p) {
+            Ok(url) => format!(
+                "sign-in link for {} (works once, for {} minutes; the page asks you to press Sign in):\n{url}",
+                p.name,
+                auth.link_minutes()
+            ),
+            Err(e) => format!("no sign-in link: {e}"),
+        },
+    }
+    })
+}
+
 /// True when `presented` is the session's CSRF token (constant time).
 pub fn csrf_ok(session: &Session, presented: &str) -> bool {
     !presented.is_empty() && bool::from(session.csrf.as_bytes().ct_eq(presented.as_bytes()))
@@ -216,7 +302,11 @@ mod tests {
 
     fn auth() -> (std::sync::Arc<ManualClock>, Auth) {
         let clock = ManualClock::new(Utc::now());
-        let auth = Auth::new(clock.clone(), DashboardConfig::default());
+        let auth = Auth::new(
+            clock.clone(),
+            DashboardConfig::default(),
+            "http://localhost:1".into(),
+        );
         (clock, auth)
     }
 

@@ -72,6 +72,8 @@ pub struct NotificationView {
     pub acked_by: Option<String>,
     /// Where it was posted (channel, reference).
     pub threads: Vec<(String, String)>,
+    /// Its project is muted: news about it is not sent ([`crate::mutes`]).
+    pub muted: bool,
 }
 
 /// A decision on one question.
@@ -220,6 +222,7 @@ pub fn notification(
             .iter()
             .map(|t| (t.channel.clone(), t.thread.clone()))
             .collect(),
+        muted: crate::mutes::muted(store, &e.project.path)?.is_some(),
     })
 }
 
@@ -444,7 +447,7 @@ pub struct HistoryFilter {
 }
 
 impl HistoryFilter {
-    fn day(s: &Option<String>) -> Option<chrono::NaiveDate> {
+    pub(crate) fn day(s: &Option<String>) -> Option<chrono::NaiveDate> {
         s.as_deref()
             .filter(|s| !s.is_empty())
             .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -519,7 +522,7 @@ pub fn audit_csv(records: &[AuditRecord]) -> String {
 
 /// Quotes a CSV cell; a leading `=`, `+`, `-` or `@` is prefixed with `'`
 /// so a spreadsheet never runs content as a formula.
-fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     let guarded = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
     } else {
