@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 use crate::notify::{Notifier, NotifyError};
 use crate::reload::Live;
 use crate::store::{
-    trees, AuditEntry, Claim, Notification, SeenBefore, SignatureHistory, Store, StoreError,
-    StoredEvent,
+    seq_key, trees, AuditEntry, Claim, Notification, SeenBefore, SignatureHistory, Store,
+    StoreError, StoredEvent, Writes,
 };
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -168,13 +168,23 @@ impl Intake {
         if stored.processed {
             return Ok(stored.notification);
         }
-        self.enrich(&mut stored.event).await;
-        let event = stored.event.clone();
-        let nid = if event.kind.notifies() {
-            Some(self.notify(event).await?)
-        } else {
-            self.verify_fixes(&event)?;
-            None
+        let nid = match stored.notification {
+            // Applied before a crash, not finished: finish it without
+            // counting the event a second time.
+            Some(nid) => {
+                self.finish_applied(nid)?;
+                Some(nid)
+            }
+            None => {
+                self.enrich(&mut stored.event).await;
+                let event = stored.event.clone();
+                if event.kind.notifies() {
+                    Some(self.notify(id, event).await?)
+                } else {
+                    self.verify_fixes(&event)?;
+                    None
+                }
+            }
         };
         stored.processed = true;
         stored.notification = nid;
@@ -182,6 +192,40 @@ impl Intake {
         self.store.durable().await?;
         self.notifier.kick();
         Ok(nid)
+    }
+
+    /// After a crash between applying an event (its notification written,
+    /// atomically with the event's link to it) and finishing it: queues the
+    /// notification's first message if nothing was queued for it yet. A
+    /// "seen again" update lost in that window is not re-sent (the count in
+    /// the notification is right; a message is never doubled).
+    fn finish_applied(&self, nid: u64) -> Result<(), IntakeError> {
+        let queued = !crate::notify::outbox::delivery_states(&self.store, nid)?.is_empty();
+        if !queued {
+            if let Some(n) = self.store.notification(nid)? {
+                tracing::info!(
+                    notification = nid,
+                    "queueing a notification a crash left unqueued"
+                );
+                self.notifier.queue_notification(&n, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `n` together with the event's link to it, in one transaction:
+    /// after a crash either neither is there (the event is applied again
+    /// from scratch) or both are (it is finished, never counted twice).
+    fn apply(&self, event_id: &str, n: &Notification, more: Writes) -> Result<(), StoreError> {
+        let mut w = more;
+        w.put(trees::NOTIFICATIONS, &seq_key(n.id), n)?;
+        let stored = StoredEvent {
+            event: n.event.clone(),
+            processed: false,
+            notification: Some(n.id),
+        };
+        w.put(trees::EVENTS, event_id.as_bytes(), &stored)?;
+        self.store.commit(w)
     }
 
     /// Quotes the failed job's log when the event carries no excerpt.
@@ -209,7 +253,7 @@ impl Intake {
         }
     }
 
-    async fn notify(&self, event: Event) -> Result<u64, IntakeError> {
+    async fn notify(&self, event_id: &str, event: Event) -> Result<u64, IntakeError> {
         let now = self.notifier.clock().now();
         let key = event.dedup_key();
         let window = crate::clock::seconds(self.notify.dedup_window_secs);
@@ -225,7 +269,7 @@ impl Intake {
                         fix: event.fix.clone().or(n.event.fix.clone()),
                         ..event
                     };
-                    self.store.put_notification(&n)?;
+                    self.apply(event_id, &n, Writes::default())?;
                     let reopened = self.closed_questions(&n)?.len() < before.len();
                     if let Some(m) = crate::mutes::muted(&self.store, &n.event.project.path)? {
                         self.held_by_mute(&n, &m)?;
@@ -255,6 +299,7 @@ impl Intake {
         }
         let signature = event.error_signature();
         let mut seen_before = None;
+        let mut more = Writes::default();
         if let Some(sig) = &signature {
             let prev = self
                 .store
@@ -267,17 +312,13 @@ impl Intake {
                     });
                 }
             }
-            let project = event.project.path.clone();
-            let git_ref = event.git_ref.clone();
-            self.store
-                .update::<SignatureHistory, _>(trees::SIGNATURES, sig.as_bytes(), |h| {
-                    let mut h = h.unwrap_or_default();
-                    h.count += 1;
-                    h.last_seen = Some(now);
-                    h.project = project.clone();
-                    h.git_ref = git_ref.clone();
-                    Some(h)
-                })?;
+            // Written with the notification below (one worker: no race).
+            let mut h = prev.unwrap_or_default();
+            h.count += 1;
+            h.last_seen = Some(now);
+            h.project = event.project.path.clone();
+            h.git_ref = event.git_ref.clone();
+            more.put(trees::SIGNATURES, sig.as_bytes(), &h)?;
         }
         let id = self.store.next_seq("notification")?;
         let n = Notification {
@@ -300,8 +341,8 @@ impl Intake {
             silenced_until: None,
             event,
         };
-        self.store.put_notification(&n)?;
-        self.store.put(trees::DEDUP, key.as_bytes(), &id)?;
+        more.put(trees::DEDUP, key.as_bytes(), &id)?;
+        self.apply(event_id, &n, more)?;
         self.store.audit(AuditEntry::new(
             "notification.created",
             format!("#{id}"),

@@ -225,7 +225,8 @@ impl TestBot {
 
     /// Waits until notification `id` exists and has been delivered.
     pub async fn wait_notification(&self, id: u64) -> qmoi::store::Notification {
-        for _ in 0..500 {
+        // Up to 30 s: a loaded 2-core CI machine is slow, never wrong.
+        for _ in 0..1500 {
             if let Ok(Some(n)) = self.store().notification(id) {
                 if !n.threads.is_empty() {
                     return n;
