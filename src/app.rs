@@ -189,8 +189,6 @@ pub async fn start_with_clock(
     let slack_on = wanted(slack::NAME) && config.slack.usable();
     if slack_on {
         slack::register(&config, &notifier).context("configuring the Slack channel")?;
-        // Slack does not report its Socket Mode connection yet.
-        health.reporter(slack::NAME).connected();
     }
 
     let discord_on = wanted(discord::NAME) && config.discord.usable();
@@ -264,8 +262,13 @@ pub async fn start_with_clock(
 
     let mut slack_routes = None;
     if slack_on {
-        let (routes, task) =
-            slack::listen(&config, engine.clone(), notifier.clone(), store.clone());
+        let (routes, task) = slack::listen(
+            &config,
+            engine.clone(),
+            notifier.clone(),
+            store.clone(),
+            health.reporter(slack::NAME),
+        );
         slack_routes = routes;
         tasks.extend(task);
     }
@@ -279,6 +282,7 @@ pub async fn start_with_clock(
             notifier.clone(),
             store.clone(),
             reloadable.directory.clone(),
+            health.reporter(discord::NAME),
         );
         discord_routes = routes;
         tasks.extend(t);
@@ -326,13 +330,14 @@ pub async fn start_with_clock(
     }));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let mut app = web::router(state);
+        let mut app = web::routes(state);
         if let Some(routes) = slack_routes {
             app = app.merge(routes);
         }
         if let Some(routes) = discord_routes {
             app = app.merge(routes);
         }
+        let app = web::with_error_contract(app);
         if let Err(e) = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -216,3 +216,103 @@ fn an_invalid_log_filter_stops_startup_and_fails_config_check() {
         );
     }
 }
+
+#[test]
+fn channel_refusals_are_one_json_line_with_reason_and_peer_and_no_secret() {
+    use ed25519_dalek::SigningKey;
+    let public_key = hex::encode(
+        SigningKey::from_bytes(&[7u8; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let mut bot = serve(
+        &[],
+        &[
+            ("QMOI_API__TOKEN", TOKEN),
+            ("QMOI_LOG__FORMAT", "json"),
+            ("QMOI_NOTIFY__CHANNELS", "[\"slack\", \"discord\"]"),
+            ("QMOI_SLACK__BOT_TOKEN", "xoxb-log-bot-SECRET-6"),
+            ("QMOI_SLACK__SIGNING_SECRET", "slack-signing-SECRET-7"),
+            ("QMOI_SLACK__CHANNEL", "C0LOG"),
+            ("QMOI_SLACK__API_URL", "http://127.0.0.1:9/api/"),
+            ("QMOI_DISCORD__BOT_TOKEN", "discord-bot-SECRET-8"),
+            ("QMOI_DISCORD__APPLICATION_ID", "900000000000000001"),
+            ("QMOI_DISCORD__PUBLIC_KEY", &public_key),
+            ("QMOI_DISCORD__CHANNEL", "700000000000000001"),
+            ("QMOI_DISCORD__MODE", "http"),
+            ("QMOI_DISCORD__API_URL", "http://127.0.0.1:9"),
+            ("QMOI_DISCORD__REGISTER_ON_START", "false"),
+        ],
+        Stdio::piped(),
+    );
+    let now = chrono::Utc::now().timestamp().to_string();
+    let (code, _, _) = bot.http(
+        "POST",
+        "/slack/commands",
+        &[
+            ("X-Slack-Request-Timestamp", &now),
+            ("X-Slack-Signature", "v0=PRESENTED-slack-signature"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "command=%2Fqmoi&text=status&user_id=U1",
+    );
+    assert_eq!(code, 401);
+    let sig = "ab".repeat(64);
+    let (code, _, _) = bot.http(
+        "POST",
+        "/discord/interactions",
+        &[
+            ("X-Signature-Ed25519", &sig),
+            ("X-Signature-Timestamp", &now),
+            ("Content-Type", "application/json"),
+        ],
+        "{\"type\":1}",
+    );
+    assert_eq!(code, 401);
+    // A last refusal after both: stderr is ordered, so once its line is
+    // read every line of the two before it has been too.
+    bot.http(
+        "POST",
+        "/api/v1/events",
+        &[("Authorization", "Bearer sentinel")],
+        "{}",
+    );
+    bot.wait_for("\"path\":\"/api/v1/events\"");
+    let lines: Vec<Value> = bot
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for (path, reason) in [
+        ("/slack/commands", "signature does not match"),
+        ("/discord/interactions", "invalid request signature"),
+    ] {
+        let about: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l.to_string().contains(path))
+            .collect();
+        assert_eq!(about.len(), 1, "one line for {path}: {about:?}");
+        let l = about[0];
+        assert_eq!(l["message"], "request refused", "{l}");
+        assert_eq!(l["status"], 401, "{l}");
+        assert_eq!(l["error"], "bad_signature", "{l}");
+        assert_eq!(l["reason"], reason, "{l}");
+        assert!(
+            l["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{l}"
+        );
+    }
+    let all = bot.seen.join("\n");
+    for secret in [
+        "SECRET-6",
+        "SECRET-7",
+        "SECRET-8",
+        "PRESENTED-slack",
+        sig.as_str(),
+        TOKEN,
+    ] {
+        assert!(!all.contains(secret), "{secret} in the logs:\n{all}");
+    }
+}

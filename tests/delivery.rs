@@ -239,15 +239,7 @@ async fn slack_503_for_longer_than_the_old_limit_then_delivered_once() {
     let d = deliveries(&bot, 1).await;
     assert_eq!(d[0]["state"], "sent", "{d:?}");
     assert_eq!(d[0]["attempts"], failed as u64 + 1);
-    let metrics = bot
-        .http
-        .get(format!("{}/metrics", bot.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = bot.metrics_text().await;
     assert!(
         metrics.contains("qmoi_deliveries_total{channel=\"slack\",result=\"retry\"}"),
         "{metrics}"

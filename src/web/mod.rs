@@ -47,8 +47,9 @@ pub struct AppState {
     pub signin: Arc<dashboard::session::Auth>,
 }
 
-/// All routes.
-pub fn router(state: AppState) -> Router {
+/// All of qmoi's own routes, without the error contract (the server adds
+/// the channels' routes, then [`with_error_contract`] over all of them).
+pub fn routes(state: AppState) -> Router {
     let mut dash = None;
     if state.config.dashboard.enabled {
         match dashboard::Dashboard::new(&state) {
@@ -71,10 +72,21 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(admin::routes())
         .with_state(state);
-    let app = match dash {
+    match dash {
         Some(d) => app.merge(d),
         None => app,
-    };
+    }
+}
+
+/// All routes under the error contract.
+pub fn router(state: AppState) -> Router {
+    with_error_contract(routes(state))
+}
+
+/// Every error from `app` leaves as JSON with a stable code, and every
+/// refused request is logged once ([`errors_as_json`]). Applied once, to
+/// the whole server, channels' routes included.
+pub fn with_error_contract(app: Router) -> Router {
     app.layer(axum::middleware::from_fn(errors_as_json))
 }
 
@@ -161,6 +173,17 @@ fn code_for(status: StatusCode) -> &'static str {
 #[derive(Clone, Copy)]
 struct ErrorCode(&'static str);
 
+/// Why a request was refused, for the refusal log line (never a secret:
+/// messages name what is wrong, not the value presented).
+#[derive(Clone)]
+struct Reason(String);
+
+/// A refusal for a channel's route (a bad Slack or Discord signature): the
+/// JSON error, logged once with `reason` by the error contract.
+pub fn refusal(status: StatusCode, code: &'static str, reason: &str) -> Response {
+    error_code(status, code, reason)
+}
+
 /// A JSON error body: `{"error": CODE, "message": "..."}`, the code taken
 /// from the status.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
@@ -171,6 +194,7 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 pub(crate) fn error_code(status: StatusCode, code: &'static str, message: &str) -> Response {
     let mut r = (status, Json(json!({ "error": code, "message": message }))).into_response();
     r.extensions_mut().insert(ErrorCode(code));
+    r.extensions_mut().insert(Reason(message.to_string()));
     r
 }
 
@@ -212,6 +236,10 @@ async fn errors_as_json(req: axum::extract::Request, next: axum::middleware::Nex
         error(status, &message)
     };
     let code = res.extensions().get::<ErrorCode>().map_or("error", |c| c.0);
-    tracing::warn!(status = status.as_u16(), error = code, peer = %peer, method = %method, path = %path, "request refused");
+    let reason = res
+        .extensions()
+        .get::<Reason>()
+        .map_or("", |r| r.0.as_str());
+    tracing::warn!(status = status.as_u16(), error = code, reason = %reason, peer = %peer, method = %method, path = %path, "request refused");
     res
 }

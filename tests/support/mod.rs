@@ -212,6 +212,18 @@ impl TestBot {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Sends a command through the API as `actor` and returns the reply text.
     pub async fn command(&self, actor: &str, text: &str) -> Value {
         let (status, body) = self

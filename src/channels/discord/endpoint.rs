@@ -98,8 +98,8 @@ async fn interactions(
         .check
         .verify(h("x-signature-ed25519"), h("x-signature-timestamp"), &body)
     {
-        tracing::warn!(reason = %e, "refused a Discord interaction");
-        return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+        // Logged once, with the peer, by the server's error contract.
+        return crate::web::refusal(StatusCode::UNAUTHORIZED, "bad_signature", &e.to_string());
     }
     let payload: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(p) => p,

@@ -13,6 +13,7 @@
 use super::inbound::DiscordInbound;
 use super::rest::{id, serenity_http, Rest};
 use crate::config::DiscordConfig;
+use crate::health::ConnectionReporter;
 use serenity::all::{Context, Event, GatewayIntents, Interaction, RawEventHandler};
 use serenity::client::ClientBuilder;
 use serenity::http::{LightMethod, Route};
@@ -100,6 +101,8 @@ struct Handler {
     inbound: Arc<DiscordInbound>,
     rest: Arc<Rest>,
     last_dispatch: Arc<Mutex<Instant>>,
+    /// Connected on READY/RESUMED (the session can deliver).
+    conn: ConnectionReporter,
 }
 
 #[serenity::async_trait]
@@ -107,7 +110,11 @@ impl RawEventHandler for Handler {
     async fn raw_event(&self, _ctx: Context, ev: Event) {
         *self.last_dispatch.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         match ev {
-            Event::Ready(r) => self.inbound.set_bot_user(&r.ready.user.id.to_string()),
+            Event::Ready(r) => {
+                self.inbound.set_bot_user(&r.ready.user.id.to_string());
+                self.conn.connected();
+            }
+            Event::Resumed(_) => self.conn.connected(),
             Event::InteractionCreate(i) => match serde_json::to_value(&i.interaction) {
                 Ok(mut v) => {
                     // serenity's variants serialize without their `type` tag.
@@ -201,17 +208,23 @@ pub enum GatewayError {
 }
 
 /// Runs gateway sessions forever, rebuilding after silence or failure.
+/// The connection state goes to `conn` (`/readyz`,
+/// `qmoi_channel_connected`): connected on READY or RESUMED, reconnecting
+/// from the moment a session ends. (A resume serenity does inside a
+/// session is not seen; the watchdog ends a session that stays silent.)
 pub async fn run(
     cfg: DiscordConfig,
     inbound: Arc<DiscordInbound>,
     rest: Arc<Rest>,
     stats: Arc<Stats>,
+    conn: ConnectionReporter,
 ) {
     let mut backoff = Duration::from_millis(250);
     loop {
         stats.sessions.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let e = session(&cfg, &inbound, &rest).await;
+        let e = session(&cfg, &inbound, &rest, &conn).await;
+        conn.reconnecting(&e.to_string());
         if matches!(e, GatewayError::Silent(_)) {
             stats.watchdog_restarts.fetch_add(1, Ordering::Relaxed);
         }
@@ -228,12 +241,14 @@ async fn session(
     cfg: &DiscordConfig,
     inbound: &Arc<DiscordInbound>,
     rest: &Arc<Rest>,
+    conn: &ConnectionReporter,
 ) -> GatewayError {
     let last_dispatch = Arc::new(Mutex::new(Instant::now()));
     let handler = Handler {
         inbound: inbound.clone(),
         rest: rest.clone(),
         last_dispatch: last_dispatch.clone(),
+        conn: conn.clone(),
     };
     let client = ClientBuilder::new_with_http(serenity_http(cfg), intents(cfg))
         .raw_event_handler(handler)

@@ -94,6 +94,7 @@ pub fn listen(
     notifier: Arc<Notifier>,
     store: Store,
     directory: Live<Directory>,
+    conn: crate::health::ConnectionReporter,
 ) -> (Option<Router>, Vec<JoinHandle<()>>) {
     let cfg = config.discord.clone();
     let mut tasks = Vec::new();
@@ -115,7 +116,9 @@ pub fn listen(
         discord.rest.clone(),
     ));
     match cfg.mode {
+        // Over HTTP there is no standing connection: Discord calls qmoi.
         DiscordMode::Http => {
+            conn.connected();
             let check = endpoint::Check::new(
                 &cfg.public_key,
                 cfg.max_request_age_secs,
@@ -129,6 +132,7 @@ pub fn listen(
                 inbound,
                 discord.rest.clone(),
                 discord.stats.clone(),
+                conn,
             )));
             (None, tasks)
         }

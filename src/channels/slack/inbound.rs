@@ -411,13 +411,11 @@ impl SlackInbound {
     /// The refusal to send when the request is not provably from Slack.
     fn refusal(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
         let Some(secret) = self.cfg.signing_secret.as_ref().filter(|s| !s.is_empty()) else {
-            return Some(
-                (
-                    StatusCode::UNAUTHORIZED,
-                    "Slack requests are refused: set QMOI_SLACK__SIGNING_SECRET",
-                )
-                    .into_response(),
-            );
+            return Some(crate::web::refusal(
+                StatusCode::UNAUTHORIZED,
+                "no_signing_secret",
+                "Slack requests are refused: set QMOI_SLACK__SIGNING_SECRET",
+            ));
         };
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         let verdict = verify::verify(
@@ -427,10 +425,10 @@ impl SlackInbound {
             body,
             chrono::Utc::now().timestamp(),
         );
-        verdict.err().map(|e| {
-            tracing::warn!(reason = %e, "refused a Slack request");
-            (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
-        })
+        // Logged once, with the peer, by the server's error contract.
+        verdict
+            .err()
+            .map(|e| crate::web::refusal(StatusCode::UNAUTHORIZED, "bad_signature", &e.to_string()))
     }
 }
 

@@ -38,6 +38,7 @@ pub fn listen(
     engine: Engine,
     notifier: Arc<Notifier>,
     store: Store,
+    conn: crate::health::ConnectionReporter,
 ) -> (Option<Router>, Option<JoinHandle<()>>) {
     let inbound = Arc::new(inbound::SlackInbound::new(
         config.slack.clone(),
@@ -46,10 +47,18 @@ pub fn listen(
         store,
     ));
     match config.slack.mode {
-        SlackMode::Http => (Some(inbound.routes()), None),
+        // Over HTTP there is no standing connection: Slack calls qmoi.
+        SlackMode::Http => {
+            conn.connected();
+            (Some(inbound.routes()), None)
+        }
         SlackMode::Socket => (
             None,
-            Some(tokio::spawn(socket::run(config.slack.clone(), inbound))),
+            Some(tokio::spawn(socket::run(
+                config.slack.clone(),
+                inbound,
+                conn,
+            ))),
         ),
     }
 }

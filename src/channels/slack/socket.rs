@@ -13,6 +13,7 @@
 use super::inbound::{SlackInbound, SlashCommand};
 use super::outbound::client;
 use crate::config::SlackConfig;
+use crate::health::ConnectionReporter;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
@@ -31,16 +32,21 @@ pub enum SocketError {
     Ws(#[from] tokio_tungstenite::tungstenite::Error),
 }
 
-/// Connects, serves envelopes, reconnects with backoff — forever.
-pub async fn run(cfg: SlackConfig, inbound: Arc<SlackInbound>) {
+/// Connects, serves envelopes, reconnects with backoff — forever. The
+/// connection state goes to `conn` (`/readyz`, `qmoi_channel_connected`):
+/// connected on Slack's `hello`, reconnecting from the moment a session
+/// ends until the next `hello`.
+pub async fn run(cfg: SlackConfig, inbound: Arc<SlackInbound>, conn: ConnectionReporter) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        match session(&cfg, &inbound).await {
+        match session(&cfg, &inbound, &conn).await {
             Ok(()) => {
                 tracing::info!("Slack asked to reconnect");
+                conn.reconnecting("Slack asked to reconnect");
                 backoff = Duration::from_millis(500);
             }
             Err(e) => {
+                conn.reconnecting(&e.to_string());
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Slack Socket Mode session ended");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -64,7 +70,11 @@ async fn open(cfg: &SlackConfig) -> Result<String, SocketError> {
     Ok(resp.url.0.to_string())
 }
 
-async fn session(cfg: &SlackConfig, inbound: &Arc<SlackInbound>) -> Result<(), SocketError> {
+async fn session(
+    cfg: &SlackConfig,
+    inbound: &Arc<SlackInbound>,
+    conn: &ConnectionReporter,
+) -> Result<(), SocketError> {
     let url = open(cfg).await?;
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     tracing::info!("Slack Socket Mode connected");
@@ -85,7 +95,8 @@ async fn session(cfg: &SlackConfig, inbound: &Arc<SlackInbound>) -> Result<(), S
         let id = env["envelope_id"].as_str().unwrap_or("").to_string();
         let payload = &env["payload"];
         match env["type"].as_str().unwrap_or("") {
-            "hello" => {}
+            // Slack is ready to deliver on this socket.
+            "hello" => conn.connected(),
             "disconnect" => return Ok(()),
             "slash_commands" => {
                 let answer = match serde_json::from_value::<SlashCommand>(payload.clone()) {
