@@ -11,87 +11,19 @@
 
 mod support;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use qmoi::channels::slack::verify::sign;
 use qmoi::config::{Config, Secret, SlackMode};
 use qmoi::store::AuditRecord;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::browser::{session_cookie, Driver};
 use support::gitlab::GitLabServer;
 use support::slack::SlackServer;
 use support::*;
 
 const SIGNING: &str = "slack-signing-secret-dash";
-
-/// A chromedriver on a free loopback port, killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let bin = PathBuf::from("/usr/bin/chromedriver");
-        assert!(
-            bin.exists(),
-            "chromedriver missing: deploy/test.sh installs chromium and chromium-driver"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let mut child = Command::new(bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let status = format!("http://127.0.0.1:{port}/status");
-        for _ in 0..200 {
-            if reqwest::get(&status)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Driver { child, port };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("chromedriver did not answer on port {port}");
-    }
-
-    async fn browser(&self, profile: &std::path::Path) -> Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }),
-        );
-        // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("webdriver session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn shots() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
@@ -1111,21 +1043,7 @@ async fn reconnecting_with_last_event_id_resumes_without_missing_events() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let link = login_url(&bot, None).await;
-    let token = link.split("t=").nth(1).expect("token").to_string();
-    let signin = http
-        .post(format!("{}/login", bot.base))
-        .form(&[("t", token.as_str())])
-        .send()
-        .await
-        .expect("login");
-    let session = signin
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .expect("cookie")
-        .to_string();
+    let session = session_cookie(&bot, &http).await;
     let live = |last: Option<u64>| {
         let mut req = http
             .get(format!("{}/live", bot.base))
