@@ -560,6 +560,12 @@ async fn a_passkey_registered_after_a_link_sign_in_signs_the_master_in() {
     click(&c, "#sign-in").await;
     appears(&c, "#h-open").await;
 
+    c.goto(&format!("{base}/login")).await.expect("login page");
+    appears(&c, "#h-link").await;
+    assert!(
+        c.find(Locator::Css("#passkey-sign-in")).await.is_err(),
+        "no passkey button before a passkey exists"
+    );
     c.goto(&format!("{base}/passkeys")).await.expect("passkeys");
     appears(&c, "#no-passkeys").await;
     let label = c.find(Locator::Css("#passkey-label")).await.expect("label");

@@ -31,10 +31,15 @@ pub struct LinkQuery {
 pub async fn login_page(State(d): State<Shared>, Query(q): Query<LinkQuery>) -> Response {
     let emailable = !mail::master_addresses(&d.config).is_empty()
         && !d.config.email.smtp_host.trim().is_empty();
+    // The passkey button only once a passkey exists to sign in with.
+    let passkeys = d.passkeys.available()
+        && blocking(&d, |d| passkey::all(&d.store))
+            .await
+            .is_ok_and(|k| !k.is_empty());
     d.render(
         "login.html",
         context! {
-            token => q.t, title => "Sign in", passkeys => d.passkeys.available(),
+            token => q.t, title => "Sign in", passkeys => passkeys,
             emailable => emailable,
         },
     )
