@@ -10,7 +10,8 @@
     });
     root.querySelectorAll("time[datetime]").forEach(function (el) {
       var t = new Date(el.getAttribute("datetime"));
-      if (!isNaN(t.getTime())) {
+      if (!isNaN(t.getTime()) && !el.hasAttribute("data-local")) {
+        el.setAttribute("data-local", "");
         el.title = el.textContent;
         el.textContent = fmt.format(t);
       }
@@ -112,5 +113,6 @@
     else signIn();
   });
   document.addEventListener("DOMContentLoaded", function () { localize(document); });
+  document.addEventListener("htmx:afterSwap", function (e) { localize(e.target); });
   document.addEventListener("htmx:afterSettle", function (e) { localize(e.target); });
 })();
