@@ -96,34 +96,18 @@ async fn the_master_signs_in_watches_approves_and_exports_in_a_real_browser() {
     let link = login_url(&bot, None).await;
     c.goto(&link).await.expect("open link");
     shot(&c, "login").await;
-    c.find(Locator::Css("#sign-in"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "#sign-in").await;
     appears(&c, "#h-open").await;
     // The same link a second time is refused.
     let again = driver
         .browser(tempfile::tempdir().expect("p2").path())
         .await;
     again.goto(&link).await.expect("open link again");
-    again
-        .find(Locator::Css("#sign-in"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
-    let refused = again
-        .find(Locator::Css("[role=alert]"))
-        .await
-        .expect("refusal");
+    click(&again, "#sign-in").await;
+    appears(&again, "[role=alert]").await;
     assert!(
-        refused
-            .text()
+        text_of(&again, "[role=alert]")
             .await
-            .unwrap_or_default()
             .contains("already used"),
         "second use of a link must be refused"
     );
@@ -153,20 +137,10 @@ async fn the_master_signs_in_watches_approves_and_exports_in_a_real_browser() {
     shot(&c, "overview").await;
 
     // Approve from the dashboard: a confirmation step, then one effect.
-    c.find(Locator::Css("#open-2 button[data-answer=approve]"))
-        .await
-        .expect("approve button")
-        .click()
-        .await
-        .expect("click approve");
+    click(&c, "#open-2 button[data-answer=approve]").await;
     appears(&c, "#confirm").await;
     shot(&c, "confirm").await;
-    c.find(Locator::Css("#confirm"))
-        .await
-        .expect("confirm")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "#confirm").await;
     appears(&c, "#reply").await;
     let reply = text_of(&c, "#reply").await;
     assert!(reply.contains("approved by alice"), "{reply}");
@@ -530,13 +504,28 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap_or_else(|e| panic!("text of {css}: {e}"))
 }
 
+/// Clicks the element once it shows. The live overview replaces its
+/// region on every update, so an element found just before a swap is stale
+/// by the click: find it again (bounded), as a person would aim again.
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        appears(c, css).await;
+        let tried = match c.find(Locator::Css(css)).await {
+            Ok(el) => el.click().await,
+            Err(e) => Err(e),
+        };
+        match tried {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() < deadline && is_stale(&e) => continue,
+            Err(e) => panic!("click {css}: {e}"),
+        }
+    }
+}
+
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    let text = e.to_string();
+    text.contains("stale element") || text.contains("no such element")
 }
 
 /// After a first sign-in with a link, the master registers a passkey, signs
