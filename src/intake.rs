@@ -24,6 +24,7 @@ use crate::store::{
     seq_key, trees, AuditEntry, Claim, Notification, SeenBefore, SignatureHistory, Store,
     StoreError, StoredEvent, Writes,
 };
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -201,14 +202,15 @@ impl Intake {
     /// the notification is right; a message is never doubled).
     fn finish_applied(&self, nid: u64) -> Result<(), IntakeError> {
         let queued = !crate::notify::outbox::delivery_states(&self.store, nid)?.is_empty();
-        if !queued {
-            if let Some(n) = self.store.notification(nid)? {
-                tracing::info!(
-                    notification = nid,
-                    "queueing a notification a crash left unqueued"
-                );
-                self.notifier.queue_notification(&n, None)?;
-            }
+        let Some(n) = self.store.notification(nid)? else {
+            return Ok(());
+        };
+        if !queued && n.occurrences == 1 {
+            tracing::info!(
+                notification = nid,
+                "queueing a notification a crash left unqueued"
+            );
+            self.queue_first(&n)?;
         }
         Ok(())
     }
@@ -255,71 +257,83 @@ impl Intake {
 
     async fn notify(&self, event_id: &str, event: Event) -> Result<u64, IntakeError> {
         let now = self.notifier.clock().now();
-        let key = event.dedup_key();
+        match self.repeat_of(&event, now)? {
+            Some(n) => self.update(event_id, n, event, now),
+            None => self.create(event_id, event, now),
+        }
+    }
+
+    /// The notification `event` repeats: same dedup key, within the window
+    /// (or while it is silenced).
+    fn repeat_of(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
         let window = crate::clock::seconds(self.notify.dedup_window_secs);
-        // Same failure again within the window: update, don't repeat.
-        if let Some(existing) = self.store.get::<u64>(trees::DEDUP, key.as_bytes())? {
-            if let Some(mut n) = self.store.notification(existing)? {
-                if now - n.last_at <= window || n.silenced_until.is_some_and(|u| u > now) {
-                    let before = self.closed_questions(&n)?;
-                    n.occurrences += 1;
-                    n.last_at = now;
-                    let silenced = n.silenced_until.is_some_and(|u| u > now);
-                    n.event = Event {
-                        fix: event.fix.clone().or(n.event.fix.clone()),
-                        ..event
-                    };
-                    self.apply(event_id, &n, Writes::default())?;
-                    let reopened = self.closed_questions(&n)?.len() < before.len();
-                    if let Some(m) = crate::mutes::muted(&self.store, &n.event.project.path)? {
-                        self.held_by_mute(&n, &m)?;
-                    } else if !silenced && reopened {
-                        // Failed again after a retry: a new question, and
-                        // news — announced in full (new job, link, buttons),
-                        // never a silent edit of the old message.
-                        self.notifier.queue_occurrence(&n)?;
-                        self.store.audit(AuditEntry::new(
-                            "question.reopened",
-                            format!("#{}", n.id),
-                            format!("new occurrence {} (event {})", n.occurrences, n.event.id),
-                        ))?;
-                    } else if !silenced {
-                        let text = format!(
-                            "seen again: {} occurrences since {}",
-                            n.occurrences,
-                            n.first_at.format("%Y-%m-%d %H:%M UTC")
-                        );
-                        self.notifier.queue_notification(&n, Some(&text))?;
-                    }
-                    self.metrics
-                        .notification(if silenced { "silenced" } else { "updated" });
-                    return Ok(n.id);
-                }
-            }
+        let key = event.dedup_key();
+        let Some(existing) = self.store.get::<u64>(trees::DEDUP, key.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .notification(existing)?
+            .filter(|n| now - n.last_at <= window || n.silenced_until.is_some_and(|u| u > now)))
+    }
+
+    /// Same failure again: update, don't repeat — unless it reopened a
+    /// question, which is news.
+    fn update(
+        &self,
+        event_id: &str,
+        mut n: Notification,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<u64, IntakeError> {
+        let before = self.closed_questions(&n)?;
+        n.occurrences += 1;
+        n.last_at = now;
+        let silenced = n.silenced_until.is_some_and(|u| u > now);
+        n.event = Event {
+            fix: event.fix.clone().or(n.event.fix.clone()),
+            ..event
+        };
+        self.apply(event_id, &n, Writes::default())?;
+        let reopened = self.closed_questions(&n)?.len() < before.len();
+        if let Some(m) = crate::mutes::muted(&self.store, &n.event.project.path)? {
+            self.held_by_mute(&n, &m)?;
+        } else if !silenced && reopened {
+            // Failed again after a retry: a new question, and news —
+            // announced in full (new job, link, buttons), never a silent
+            // edit of the old message.
+            self.notifier.queue_occurrence(&n)?;
+            self.store.audit(AuditEntry::new(
+                "question.reopened",
+                format!("#{}", n.id),
+                format!("new occurrence {} (event {})", n.occurrences, n.event.id),
+            ))?;
+        } else if !silenced {
+            let text = format!(
+                "seen again: {} occurrences since {}",
+                n.occurrences,
+                n.first_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            self.notifier.queue_notification(&n, Some(&text))?;
         }
+        self.metrics
+            .notification(if silenced { "silenced" } else { "updated" });
+        Ok(n.id)
+    }
+
+    /// A new notification, with what the error-signature history knows.
+    fn create(&self, event_id: &str, event: Event, now: DateTime<Utc>) -> Result<u64, IntakeError> {
+        let key = event.dedup_key();
         let signature = event.error_signature();
-        let mut seen_before = None;
         let mut more = Writes::default();
-        if let Some(sig) = &signature {
-            let prev = self
-                .store
-                .get::<SignatureHistory>(trees::SIGNATURES, sig.as_bytes())?;
-            if let Some(h) = &prev {
-                if h.count > 0 {
-                    seen_before = Some(SeenBefore {
-                        count: h.count,
-                        last_fix: h.last_fix.clone(),
-                    });
-                }
-            }
-            // Written with the notification below (one worker: no race).
-            let mut h = prev.unwrap_or_default();
-            h.count += 1;
-            h.last_seen = Some(now);
-            h.project = event.project.path.clone();
-            h.git_ref = event.git_ref.clone();
-            more.put(trees::SIGNATURES, sig.as_bytes(), &h)?;
-        }
+        let seen_before = match &signature {
+            Some(sig) => self.count_signature(sig, &event, now, &mut more)?,
+            None => None,
+        };
         let id = self.store.next_seq("notification")?;
         let n = Notification {
             id,
@@ -354,14 +368,46 @@ impl Intake {
                 n.event.id
             ),
         ))?;
-        match crate::mutes::muted(&self.store, &n.event.project.path)? {
-            Some(m) => self.held_by_mute(&n, &m)?,
-            None => {
-                self.notifier.queue_notification(&n, None)?;
-            }
-        }
+        self.queue_first(&n)?;
         self.metrics.notification("created");
         Ok(id)
+    }
+
+    /// A new notification's first message — held instead when its project
+    /// is muted.
+    fn queue_first(&self, n: &Notification) -> Result<(), IntakeError> {
+        match crate::mutes::muted(&self.store, &n.event.project.path)? {
+            Some(m) => self.held_by_mute(n, &m)?,
+            None => {
+                self.notifier.queue_notification(n, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the history says about `sig`, and its count moved on by one
+    /// (written into `more`, with the notification: one worker, no race).
+    fn count_signature(
+        &self,
+        sig: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+        more: &mut Writes,
+    ) -> Result<Option<SeenBefore>, StoreError> {
+        let prev = self
+            .store
+            .get::<SignatureHistory>(trees::SIGNATURES, sig.as_bytes())?;
+        let seen_before = prev.as_ref().filter(|h| h.count > 0).map(|h| SeenBefore {
+            count: h.count,
+            last_fix: h.last_fix.clone(),
+        });
+        let mut h = prev.unwrap_or_default();
+        h.count += 1;
+        h.last_seen = Some(now);
+        h.project = event.project.path.clone();
+        h.git_ref = event.git_ref.clone();
+        more.put(trees::SIGNATURES, sig.as_bytes(), &h)?;
+        Ok(seen_before)
     }
 
     /// A muted project's notification: kept (on the dashboard), not sent.

@@ -27,6 +27,7 @@
 //! ([`Engine::recover`], [`Engine::reconcile_loop`]).
 
 mod confirm;
+mod gate;
 pub mod questions;
 mod target;
 
@@ -267,96 +268,33 @@ impl Engine {
 
         // 1. Deduplicate.
         if let Claim::Taken(earlier) = s.claim(trees::COMMANDS, key.as_bytes(), &record)? {
-            let text = match &earlier.reply {
-                Some(r) => format!(
-                    "Already received this request at {}; its answer was: {r}",
-                    earlier.command.received_at.format("%H:%M:%S UTC")
-                ),
-                None => format!(
-                    "Already received this request at {}; it is being handled.",
-                    earlier.command.received_at.format("%H:%M:%S UTC")
-                ),
-            };
-            let mut reply = Reply::new(earlier.status, text, earlier.target);
-            reply.duplicate = true;
             // The first delivery may still be between its claim and its
             // flush: a redelivery is acknowledged only once that claim is
             // on disk too (the barrier is shared, so this costs nothing
             // when it already is).
             s.durable().await?;
             return Ok(Accepted {
-                ack: reply,
+                ack: gate::duplicate_reply(&earlier),
                 outcome: None,
             });
         }
         let origin = record.command.origin.clone();
 
         // 2. Understand.
-        let registry = self.inner.registry.current();
-        let parsed = match registry.parse(&record.command.text) {
-            Ok(p) => p,
-            Err(e) => {
-                let reply = Reply::new(CommandStatus::Rejected, e.to_string(), None);
-                return self
-                    .finish_early(record, reply, "command.rejected", None)
-                    .await;
-            }
-        };
-        let Some(spec) = registry.get(&parsed.name).cloned() else {
-            let reply = Reply::new(
-                CommandStatus::Rejected,
-                format!("'{}' is not defined", parsed.name),
-                None,
-            );
-            return self
-                .finish_early(record, reply, "command.rejected", None)
-                .await;
+        let understood = gate::understand(&self.inner.registry.current(), &record.command.text);
+        let (parsed, spec) = match understood {
+            Ok(v) => v,
+            Err(r) => return self.refuse(record, r).await,
         };
         record.parsed = Some(parsed.clone());
 
         // 3. Authorize.
-        let Some(person) = self
-            .inner
-            .directory
-            .current()
-            .resolve(&origin.channel, &origin.identity)
-            .cloned()
-        else {
-            let reply = Reply::new(
-                CommandStatus::Denied,
-                format!(
-                    // No internal identifiers in what people read: the
-                    // audit entry names the identity for the master.
-                    "I don't know who you are, so I can't run `{}`. Ask the master to add you to qmoi's people (the refusal is in qmoi's audit log).",
-                    spec.name
-                ),
-                None,
-            );
-            return self
-                .finish_early(record, reply, "command.denied", None)
-                .await;
+        let directory = self.inner.directory.current();
+        let person = match gate::authorize(&directory, &origin.channel, &origin.identity, &spec) {
+            Ok(p) => p,
+            Err(r) => return self.refuse(record, r).await,
         };
         record.person = Some(person.name.clone());
-        if !person.has_any_role(&spec.roles) {
-            let reply = Reply::new(
-                CommandStatus::Denied,
-                format!(
-                    "Sorry {}, `{}` needs the role {}; you have {}. Nothing was run.",
-                    person.name,
-                    spec.name,
-                    spec.roles.join(" or "),
-                    if person.roles.is_empty() {
-                        "none".to_string()
-                    } else {
-                        person.roles.join(", ")
-                    }
-                ),
-                None,
-            );
-            return self
-                .finish_early(record, reply, "command.denied", Some(&person))
-                .await;
-        }
 
         // Confirmation codes replace the command with the one they confirm.
         if spec.action == confirm::ACTION {
@@ -785,6 +723,20 @@ impl Engine {
     }
 
     /// Records a command that ends before any action runs, and answers.
+    /// Ends a command refused before it was decided (records, audits,
+    /// answers).
+    async fn refuse(
+        &self,
+        mut record: CommandRecord,
+        r: gate::Refusal,
+    ) -> Result<Accepted, EngineError> {
+        if let Some(p) = &r.person {
+            record.person = Some(p.name.clone());
+        }
+        self.finish_early(record, r.reply, r.kind, r.person.as_ref())
+            .await
+    }
+
     async fn finish_early(
         &self,
         mut record: CommandRecord,
