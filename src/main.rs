@@ -89,6 +89,16 @@ enum Cmd {
         #[command(subcommand)]
         command: EmailCmd,
     },
+    /// Mirror sets: `qmoi mirror status`.
+    Mirror {
+        #[command(subcommand)]
+        command: qmoi::mirror::cli::MirrorCmd,
+    },
+    /// Forges: `qmoi forge setup [--dry-run]` (webhooks, mirror repositories, permissions).
+    Forge {
+        #[command(subcommand)]
+        command: qmoi::mirror::cli::ForgeCmd,
+    },
     /// The master's dashboard.
     #[command(
         after_help = "Examples:\n  qmoi dashboard login-url --config qmoi.toml\n  qmoi dashboard login-url --url https://qmoi.example.org --person alice"
@@ -250,6 +260,12 @@ fn main() -> std::process::ExitCode {
         Cmd::Email {
             command: EmailCmd::Eval { set, corpora },
         } => qmoi::channels::email::eval::cli(set, corpora.as_deref()),
+        Cmd::Mirror { command } => {
+            load_config(&cli, None).and_then(|c| qmoi::mirror::cli::mirror(&c, command))
+        }
+        Cmd::Forge { command } => {
+            load_config(&cli, None).and_then(|c| qmoi::mirror::cli::forge(&c, command))
+        }
         Cmd::Dashboard {
             command: DashboardCmd::LoginUrl { url, person },
         } => dashboard_login_url(&cli, url.as_deref(), person.as_deref()),

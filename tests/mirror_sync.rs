@@ -297,3 +297,101 @@ async fn a_remote_that_never_answers_is_timed_out_and_a_stopped_one_is_refused()
     assert!(text.to_lowercase().contains("connection refused"), "{text}");
     bot.stop().await;
 }
+
+/// Runs the `qmoi` binary with `args`; (exit ok, stdout + stderr).
+async fn qmoi(args: Vec<String>) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_qmoi"))
+            .args(&args)
+            .env_remove("QMOI_CONFIG")
+            .output()
+            .expect("run qmoi");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_status_on_the_command_line_and_the_history_survive_a_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("srv");
+    bare(&root, "app");
+    bare(&root, "backup");
+    let daemon = GitDaemon::start(&root);
+    let w = support::git::work(tmp.path(), "w");
+    git(&w, &["push", "--quiet", &daemon.url("app"), "main"]);
+    let data = tmp.path().join("data");
+    let cfg = mirror_config(
+        &data,
+        remote("gitlab", &daemon.url("app"), "group/app", None),
+        vec![remote("backup", &daemon.url("backup"), "b/app", None)],
+    );
+    let file = tmp.path().join("qmoi.toml");
+    std::fs::write(&file, cfg.to_masked_toml()).expect("write config");
+    let bot = TestBot::start(cfg.clone()).await;
+    let r = bot.command("operator", "sync app").await;
+    assert!(r["text"].as_str().unwrap_or("").contains("1 pushed"), "{r}");
+
+    // Against the running bot, over its API.
+    let conf = file.to_string_lossy().to_string();
+    let status = |token: &str| {
+        [
+            "--config", &conf, "mirror", "status", "--url", &bot.base, "--token", token,
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let (ok, text) = qmoi(status(API_TOKEN)).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("app: active primary gitlab"), "{text}");
+    assert!(
+        text.contains("last sync") && text.contains("command:operator"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backup") && text.contains("main 0 behind"),
+        "{text}"
+    );
+    let (ok, text) = qmoi(status("wrong")).await;
+    assert!(!ok && text.contains("401"), "{text}");
+    assert!(!text.contains(API_TOKEN), "{text}");
+    bot.stop().await;
+
+    // Stopped: read from the data directory, history included.
+    let (ok, text) = qmoi(vec![
+        "--config".into(),
+        conf,
+        "mirror".into(),
+        "status".into(),
+    ])
+    .await;
+    assert!(ok, "{text}");
+    assert!(text.contains("qmoi is not running"), "{text}");
+    assert!(
+        text.contains("command:operator") && text.contains("main 0 behind"),
+        "{text}"
+    );
+
+    // Restarted: the API serves the sync run from before the restart.
+    let bot = TestBot::start(cfg).await;
+    let hist: serde_json::Value = bot
+        .http
+        .get(format!("{}/api/v1/mirror/history?repo=app", bot.base))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let runs = hist["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "{hist}");
+    assert_eq!(runs[0]["trigger"], "command:operator", "{hist}");
+    bot.stop().await;
+}

@@ -2,13 +2,16 @@
 //!
 //! A fix carried by a merge request is approved and merged on the active
 //! GitLab, pinned to the head commit the fixer proposed (a later push makes
-//! GitLab answer 409 instead of merging unreviewed code). A fix that is only
-//! a diff is recorded as approved; the fixer reads the decision from
+//! GitLab answer 409 instead of merging unreviewed code). A fix carried by a
+//! GitHub pull request is approved with a review on that commit and merged
+//! with `sha` pinned the same way; rejecting comments and closes. A fix that
+//! is only a diff is recorded as approved; the fixer reads the decision from
 //! `GET /api/v1/notifications/N` and applies it.
 
 use super::{project_ref, Action, ActionContext, ActionError, Outcome};
-use crate::events::{EventKind, Fix};
+use crate::events::{EventKind, Fix, MergeRequest};
 use crate::forge::effects::{ApproveMr, CloseMr, MergeMr, Mr, NoteMr};
+use crate::forge::pull_effects::{ApprovePull, ClosePull, CommentPull, MergePull, Pull};
 use crate::store::Notification;
 use async_trait::async_trait;
 
@@ -52,6 +55,9 @@ impl Action for Approve {
                 fix_applied: Some(format!("diff \"{}\"", fix.title)),
             });
         };
+        if n.event.platform == "github" {
+            return approve_github(ctx, n, mr).await;
+        }
         if n.event.platform != "gitlab" {
             return Err(ActionError::NotApplicable(format!(
                 "merging on {} is not supported by qmoi; merge !{} there",
@@ -120,6 +126,9 @@ impl Action for Reject {
                 reason.map(|r| format!(": {r}")).unwrap_or_default()
             )));
         };
+        if n.event.platform == "github" {
+            return reject_github(ctx, n, mr, reason).await;
+        }
         if n.event.platform != "gitlab" {
             return Err(ActionError::NotApplicable(format!(
                 "closing merge requests on {} is not supported by qmoi; close !{} there",
@@ -130,14 +139,7 @@ impl Action for Reject {
         let project = project_ref(n);
         // The marker lets reconciliation find this very note again.
         let marker = format!("qmoi-effect:{}", ctx.effects.key("note"));
-        let body = format!(
-            "Rejected by {} via QMOI (AI Developer){}\n\n<!-- {marker} -->",
-            ctx.actor,
-            reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        );
+        let body = rejection(ctx, reason.as_deref(), &marker);
         let on = || Mr {
             gitlab,
             project: project.clone(),
@@ -169,4 +171,96 @@ impl Action for Reject {
                 .unwrap_or_default()
         )))
     }
+}
+
+/// The rejection comment, with the marker reconciliation looks for.
+fn rejection(ctx: &ActionContext<'_>, reason: Option<&str>, marker: &str) -> String {
+    format!(
+        "Rejected by {} via QMOI (AI Developer){}\n\n<!-- {marker} -->",
+        ctx.actor,
+        reason.map(|r| format!(": {r}")).unwrap_or_default()
+    )
+}
+
+/// "; found …" for steps whose outcome was found by reading the forge.
+fn found_text(found: [Option<String>; 2], open: &str, close: &str) -> String {
+    let found: Vec<String> = found.into_iter().flatten().collect();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!("{open}{}{close}", found.join("; "))
+    }
+}
+
+/// Approve with a review on the proposed commit, then merge pinned to it.
+async fn approve_github(
+    ctx: &ActionContext<'_>,
+    n: &Notification,
+    mr: &MergeRequest,
+) -> Result<Outcome, ActionError> {
+    let github = ctx.services.forges.github()?;
+    let on = || Pull {
+        github,
+        repo: n.event.project.path.clone(),
+        number: mr.iid,
+    };
+    let approve = ApprovePull {
+        pull: on(),
+        sha: mr.sha.clone(),
+        body: format!("Approved by {} via QMOI (AI Developer)", ctx.actor),
+    };
+    let (_, approved_found) = ctx.effects.perform("approve", &approve).await?;
+    let merge = MergePull {
+        pull: on(),
+        sha: mr.sha.clone(),
+    };
+    let (_, merged_found) = ctx
+        .effects
+        .perform("merge", &merge)
+        .await
+        .map_err(|e| also(e, &format!("qmoi's approval of #{} stays on it", mr.iid)))?;
+    Ok(Outcome {
+        summary: format!(
+            "#{} approved and merged on GitHub{}{}",
+            mr.iid,
+            found_text([approved_found, merged_found], "; ", ""),
+            mr.url.as_ref().map(|u| format!(" {u}")).unwrap_or_default()
+        ),
+        fix_applied: Some(format!("#{}", mr.iid)),
+    })
+}
+
+/// Comment with the reason (and a marker), then close the pull request.
+async fn reject_github(
+    ctx: &ActionContext<'_>,
+    n: &Notification,
+    mr: &MergeRequest,
+    reason: Option<String>,
+) -> Result<Outcome, ActionError> {
+    let github = ctx.services.forges.github()?;
+    let on = || Pull {
+        github,
+        repo: n.event.project.path.clone(),
+        number: mr.iid,
+    };
+    let marker = format!("qmoi-effect:{}", ctx.effects.key("comment"));
+    let comment = CommentPull {
+        pull: on(),
+        body: rejection(ctx, reason.as_deref(), &marker),
+        marker,
+    };
+    let (_, comment_found) = ctx.effects.perform("comment", &comment).await?;
+    let (_, close_found) = ctx
+        .effects
+        .perform("close", &ClosePull { pull: on() })
+        .await
+        .map_err(|e| also(e, &format!("qmoi's comment on #{} stays", mr.iid)))?;
+    Ok(Outcome::text(format!(
+        "#{} closed on GitHub{}{}",
+        mr.iid,
+        found_text([comment_found, close_found], " (", ")"),
+        reason
+            .map(|r| format!(" (reason: {r})"))
+            .unwrap_or_default()
+    )))
 }

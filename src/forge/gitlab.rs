@@ -1,5 +1,6 @@
-//! GitLab REST API v4: the calls qmoi's actions make (retries, timeouts and
-//! error wording live in [`super::rest`]).
+//! GitLab REST API v4: the calls qmoi's actions make, and what
+//! `qmoi forge setup` needs (project with permissions, webhooks, creating a
+//! project); retries, timeouts and error wording live in [`super::rest`].
 
 use super::rest::{ForgeError, Rest};
 use crate::config::Secret;
@@ -24,6 +25,23 @@ impl GitLab {
         token: Secret,
         timeout: Duration,
     ) -> Result<GitLab, ForgeError> {
+        let setting = if name == "mirror" {
+            "gitlab.mirror_token / QMOI_GITLAB__MIRROR_TOKEN"
+        } else {
+            "gitlab.token / QMOI_GITLAB__TOKEN"
+        };
+        Self::with_setting(name, base_url, token, timeout, setting)
+    }
+
+    /// As [`GitLab::new`], naming `setting` as where the token comes from
+    /// (a mirror remote's `mirror.credentials.NAME.token`).
+    pub fn with_setting(
+        name: &str,
+        base_url: &str,
+        token: Secret,
+        timeout: Duration,
+        setting: &str,
+    ) -> Result<GitLab, ForgeError> {
         let mut base = Url::parse(base_url.trim_end_matches('/'))
             .map_err(|e| ForgeError::NotConfigured(format!("gitlab url '{base_url}': {e}")))?;
         base.path_segments_mut()
@@ -32,11 +50,6 @@ impl GitLab {
             })?
             .pop_if_empty()
             .extend(["api", "v4"]);
-        let setting = if name == "mirror" {
-            "gitlab.mirror_token / QMOI_GITLAB__MIRROR_TOKEN"
-        } else {
-            "gitlab.token / QMOI_GITLAB__TOKEN"
-        };
         let rest = Rest::new(
             &format!("GitLab ({name})"),
             setting,
@@ -244,6 +257,82 @@ impl GitLab {
             .json(Method::GET, url, None, &format!("the notes of !{iid}"))
             .await?;
         Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /projects/:id`: the project with the token's `permissions`.
+    pub async fn project(&self, project: &str) -> Result<Value, ForgeError> {
+        let url = self.url(project, &[]);
+        self.json(Method::GET, url, None, &format!("project {project}"))
+            .await
+    }
+
+    /// `GET /projects/:id/hooks`.
+    pub async fn hooks(&self, project: &str) -> Result<Vec<Value>, ForgeError> {
+        let mut url = self.url(project, &["hooks"]);
+        url.query_pairs_mut().append_pair("per_page", "100");
+        let v = self
+            .json(
+                Method::GET,
+                url,
+                None,
+                &format!("the webhooks of {project}"),
+            )
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `POST /projects/:id/hooks`.
+    pub async fn create_hook(&self, project: &str, hook: &Value) -> Result<Value, ForgeError> {
+        let url = self.url(project, &["hooks"]);
+        self.json(
+            Method::POST,
+            url,
+            Some(hook.clone()),
+            &format!("adding a webhook to {project}"),
+        )
+        .await
+    }
+
+    /// `PUT /projects/:id/hooks/:hook_id`.
+    pub async fn update_hook(
+        &self,
+        project: &str,
+        id: u64,
+        hook: &Value,
+    ) -> Result<Value, ForgeError> {
+        let url = self.url(project, &["hooks", &id.to_string()]);
+        self.json(
+            Method::PUT,
+            url,
+            Some(hook.clone()),
+            &format!("updating webhook {id} of {project}"),
+        )
+        .await
+    }
+
+    /// `GET /namespaces/:id` (ID or URL-encoded path).
+    pub async fn namespace(&self, path: &str) -> Result<Value, ForgeError> {
+        let mut u = self.base.clone();
+        if let Ok(mut s) = u.path_segments_mut() {
+            s.push("namespaces").push(path);
+        }
+        self.json(Method::GET, u, None, &format!("namespace {path}"))
+            .await
+    }
+
+    /// `POST /projects`: a private, empty project `path` in `namespace_id`.
+    pub async fn create_project(&self, namespace_id: u64, path: &str) -> Result<Value, ForgeError> {
+        let body = json!({
+            "name": path, "path": path, "namespace_id": namespace_id,
+            "visibility": "private", "description": "Mirror kept by qmoi",
+        });
+        self.json(
+            Method::POST,
+            self.api(&["projects"]),
+            Some(body),
+            &format!("creating project {path}"),
+        )
+        .await
     }
 
     /// `GET /projects/:id/jobs/:job_id/trace`: the job's log.

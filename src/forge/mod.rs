@@ -7,7 +7,10 @@
 pub mod effects;
 pub mod github;
 pub mod gitlab;
+pub mod pull_effects;
+pub mod remote;
 pub mod rest;
+pub mod setup;
 
 pub use github::GitHub;
 pub use gitlab::GitLab;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// Health of one remote, in memory.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct RemoteHealth {
     /// Rounds run so far.
     pub rounds: u64,

@@ -13,8 +13,10 @@
 //! - [`sync`] — one sync of one repository, per-ref results;
 //! - [`health`] — probes and the "2 of 3 probes, N rounds" down rule;
 //! - [`failover`] — preview, switch, failback (fast-forward only);
-//! - [`service`] — the shared handle: state in memory, triggers, timers.
+//! - [`service`] — the shared handle: state in memory, triggers, timers;
+//! - [`cli`] — `qmoi mirror status` and `qmoi forge setup`.
 
+pub mod cli;
 pub mod failover;
 pub mod git;
 pub mod health;
@@ -189,6 +191,9 @@ pub struct ActivePrimary {
 
 /// The store tree holding [`ActivePrimary`] by repository name.
 pub const ACTIVE_TREE: &str = "mirror_active";
+
+/// The store tree holding [`SyncRun`]s by sequence number (the history).
+pub const HISTORY_TREE: &str = "mirror_history";
 
 /// Seven characters, as git shows them.
 pub fn short(sha: &str) -> &str {

@@ -4,27 +4,29 @@
 //! Syncs of one repository never overlap (a per-repository lock), so two
 //! webhooks for the same push cost one fetch and one push each, in order.
 //! What a sync saw and did per follower per ref stays in memory
-//! ([`RefState`]); the active primary of each repository is durable
-//! ([`super::ACTIVE_TREE`]) because it must survive a restart.
+//! ([`RefState`]); the active primary of each repository
+//! ([`super::ACTIVE_TREE`]) and the sync history ([`super::HISTORY_TREE`])
+//! are in the store because they must survive a restart.
 
 use super::git::{Credentials, Git};
 use super::health::RemoteHealth;
 use super::sync::{self, Cache};
-use super::{ActivePrimary, MirrorError, RefOutcome, RefState, SyncRun, ACTIVE_TREE};
+use super::{ActivePrimary, MirrorError, RefOutcome, RefState, SyncRun, ACTIVE_TREE, HISTORY_TREE};
 use crate::clock::SharedClock;
 use crate::config::{MirrorConfig, RemoteConfig, RepoMirrorConfig};
 use crate::events::{Event, EventKind, Project};
 use crate::intake::Intake;
 use crate::store::{AuditEntry, Store};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
-/// How many sync runs the history keeps.
-const HISTORY: usize = 200;
+/// How many sync runs the history keeps (older ones are removed as new
+/// ones are written, so the tree stays bounded).
+const HISTORY_KEEP: u64 = 5_000;
 
 /// A request to sync one repository (or all of them).
 #[derive(Debug, Clone)]
@@ -46,7 +48,6 @@ pub struct Mirror {
     pub(super) clock: SharedClock,
     refs: Mutex<BTreeMap<Key, BTreeMap<String, RefState>>>,
     pub(super) health: Mutex<BTreeMap<Key, RemoteHealth>>,
-    history: Mutex<VecDeque<SyncRun>>,
     locks: BTreeMap<String, tokio::sync::Mutex<()>>,
     triggers: mpsc::UnboundedSender<SyncRequest>,
     queue: Mutex<Option<mpsc::UnboundedReceiver<SyncRequest>>>,
@@ -81,7 +82,6 @@ impl Mirror {
             clock,
             refs: Mutex::new(BTreeMap::new()),
             health: Mutex::new(BTreeMap::new()),
-            history: Mutex::new(VecDeque::new()),
             locks,
             triggers: tx,
             queue: Mutex::new(Some(rx)),
@@ -256,6 +256,10 @@ impl Mirror {
         };
         let run = self.sync_locked(&set, trigger).await;
         self.record(&run);
+        // The history is served after restarts: make the run durable.
+        if let Err(e) = self.store.durable().await {
+            tracing::error!(repo = %set.name, error = %e, "could not flush the sync history");
+        }
         self.report_divergence(&run).await;
         self.syncs.send_modify(|n| *n += 1);
         Ok(run)
@@ -331,27 +335,33 @@ impl Mirror {
                 }
             }
         }
-        if let Ok(mut h) = self.history.lock() {
-            h.push_back(run.clone());
-            while h.len() > HISTORY {
-                h.pop_front();
-            }
+        if let Err(e) = self.persist(run) {
+            tracing::error!(repo = %run.repo, error = %e, "could not store a sync run in the history");
         }
     }
 
-    /// The newest sync runs first.
+    /// Appends a run to the durable history and drops the one that fell
+    /// out of the window.
+    fn persist(&self, run: &SyncRun) -> Result<(), MirrorError> {
+        let n = self.store.next_seq(HISTORY_TREE)?;
+        self.store
+            .put(HISTORY_TREE, &crate::store::seq_key(n), run)?;
+        if n > HISTORY_KEEP {
+            self.store
+                .remove(HISTORY_TREE, &crate::store::seq_key(n - HISTORY_KEEP))?;
+        }
+        Ok(())
+    }
+
+    /// The newest sync runs first, from the store (they survive restarts).
     pub fn history(&self, repo: Option<&str>, limit: usize) -> Vec<SyncRun> {
-        self.history
-            .lock()
-            .map(|h| {
-                h.iter()
-                    .rev()
-                    .filter(|r| repo.is_none_or(|n| r.repo == n))
-                    .take(limit)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        match history_of(&self.store, repo, limit) {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the sync history");
+                Vec::new()
+            }
+        }
     }
 
     /// Per-ref state of one follower.
@@ -579,6 +589,30 @@ impl Mirror {
     }
 }
 
+/// The newest `limit` sync runs (of `repo`, or all), read from `store`:
+/// also what `qmoi mirror status` reads when the bot is stopped.
+pub fn history_of(
+    store: &Store,
+    repo: Option<&str>,
+    limit: usize,
+) -> Result<Vec<SyncRun>, MirrorError> {
+    let tree = store.tree(HISTORY_TREE)?;
+    let mut out = Vec::new();
+    for item in tree.iter().rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let (_, v) = item.map_err(crate::store::StoreError::from)?;
+        // A record this version cannot read is skipped, not fatal.
+        if let Ok(run) = serde_json::from_slice::<SyncRun>(&v) {
+            if repo.is_none_or(|n| run.repo.eq_ignore_ascii_case(n)) {
+                out.push(run);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A remote by name.
 pub fn remote<'a>(set: &'a RepoMirrorConfig, name: &str) -> Option<&'a RemoteConfig> {
     std::iter::once(&set.primary)
@@ -587,7 +621,7 @@ pub fn remote<'a>(set: &'a RepoMirrorConfig, name: &str) -> Option<&'a RemoteCon
 }
 
 /// One repository in `mirror status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RepoStatus {
     /// Name.
     pub repo: String,
@@ -604,7 +638,7 @@ pub struct RepoStatus {
 }
 
 /// One remote in `mirror status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RemoteStatus {
     /// Name.
     pub name: String,

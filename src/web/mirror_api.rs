@@ -1,6 +1,7 @@
 //! `GET /api/v1/mirror` (status of every mirror set) and
 //! `GET /api/v1/mirror/history?repo=NAME&limit=N` (sync runs, newest first),
-//! for the dashboard. Same bearer token as the rest of `/api/v1`.
+//! for the dashboard and `qmoi mirror status`. The bearer token is the API
+//! token, or the admin token (`memory.admin_token`) the command line uses.
 
 use super::api::unauthorized;
 use super::AppState;
@@ -20,22 +21,37 @@ pub(super) struct HistoryQuery {
     limit: Option<usize>,
 }
 
+/// `None` when the bearer is the admin token or the API token.
+fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    let admin = state.config.memory.admin_token.as_ref();
+    if admin.is_some_and(|t| !t.is_empty() && t.matches(presented.as_bytes())) {
+        return None;
+    }
+    unauthorized(state, headers, "mirror")
+}
+
 /// Every repository's active primary, remotes, health, lag and last sync.
 pub(super) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = unauthorized(&state, &headers, "mirror") {
+    if let Some(r) = refused(&state, &headers) {
         return r;
     }
     let repos = state.mirror.status().await;
     (StatusCode::OK, Json(json!({ "repos": repos }))).into_response()
 }
 
-/// The sync history kept in memory.
+/// The sync history (in the store: it survives restarts).
 pub(super) async fn history(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    if let Some(r) = unauthorized(&state, &headers, "mirror") {
+    if let Some(r) = refused(&state, &headers) {
         return r;
     }
     if let Some(repo) = &q.repo {

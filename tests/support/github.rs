@@ -7,13 +7,26 @@
 //!   (201, empty object); a run that is not completed cannot be re-run
 //!   (403 "This workflow is already running").
 //!
+//! - pull requests (`pulls/pull-request` shapes): `GET …/pulls/{n}` with
+//!   `state`, `merged`, `merge_commit_sha`, `head.sha`; `POST …/reviews`
+//!   (`event: APPROVE`, `commit_id`) and `GET …/reviews`; `PUT …/merge`
+//!   merges once — `sha` not the head is 409 ("Head branch was modified"),
+//!   a closed or merged pull request is 405; `PATCH …/pulls/{n}` with
+//!   `state: closed`; comments through `…/issues/{n}/comments`;
+//! - `GET /user` (the token's `login`);
+//! - repositories for `forge setup`: `GET /repos/{owner}/{repo}` with the
+//!   token's `permissions`; `GET/POST …/hooks` and `PATCH …/hooks/{id}`
+//!   (404 without admin, as GitHub hides hooks; the secret reads back as
+//!   `********`); `POST /user/repos` and `POST /orgs/{org}/repos` (403
+//!   for an organisation the token may not create in).
+//!
 //! Requests are recorded; faults can be armed as for the GitLab server.
 
 #![allow(dead_code)]
 
 use super::http::{Fault, Handler, Req, Resp, Server};
-use serde_json::json;
-use std::collections::BTreeMap;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
@@ -24,11 +37,39 @@ struct Run {
     jobs: Vec<u64>,
 }
 
+/// The user qmoi's token belongs to.
+pub const LOGIN: &str = "qmoi-bot";
+
+#[derive(Debug, Clone)]
+struct Pull {
+    state: String,
+    merged: bool,
+    head: String,
+    merge_commit_sha: Option<String>,
+    reviews: Vec<Value>,
+    comments: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Repo {
+    admin: bool,
+    push: bool,
+    /// Hooks with their secrets (redacted when served).
+    hooks: Vec<(Value, Option<String>)>,
+}
+
 #[derive(Default)]
 struct State {
     runs: BTreeMap<u64, Run>,
     /// job → run.
     jobs: BTreeMap<u64, u64>,
+    /// (owner/repo, number) → pull request.
+    pulls: BTreeMap<(String, u64), Pull>,
+    /// owner/repo → repository.
+    repos: BTreeMap<String, Repo>,
+    /// Organisations the token may create repositories in.
+    orgs: BTreeSet<String>,
+    next_id: u64,
 }
 
 /// Handle to a running test GitHub.
@@ -99,6 +140,98 @@ impl GitHubServer {
             r.conclusion = Some(conclusion.into());
         }
     }
+
+    /// An open pull request whose head is `head`.
+    pub fn seed_pull(&self, repo: &str, number: u64, head: &str) {
+        self.state.lock().expect("lock").pulls.insert(
+            (repo.into(), number),
+            Pull {
+                state: "open".into(),
+                merged: false,
+                head: head.into(),
+                merge_commit_sha: None,
+                reviews: Vec::new(),
+                comments: Vec::new(),
+            },
+        );
+    }
+
+    /// Someone pushes to the pull request's branch.
+    pub fn move_head(&self, repo: &str, number: u64, head: &str) {
+        if let Some(p) = self
+            .state
+            .lock()
+            .expect("lock")
+            .pulls
+            .get_mut(&(repo.to_string(), number))
+        {
+            p.head = head.into();
+        }
+    }
+
+    /// (state, merged, approving reviews, comments) of a pull request.
+    pub fn pull(&self, repo: &str, number: u64) -> Option<(String, bool, usize, usize)> {
+        let st = self.state.lock().expect("lock");
+        st.pulls.get(&(repo.to_string(), number)).map(|p| {
+            let approvals = p
+                .reviews
+                .iter()
+                .filter(|r| r["state"] == "APPROVED")
+                .count();
+            (p.state.clone(), p.merged, approvals, p.comments.len())
+        })
+    }
+
+    /// The bodies of a pull request's comments.
+    pub fn comments(&self, repo: &str, number: u64) -> Vec<String> {
+        let st = self.state.lock().expect("lock");
+        st.pulls
+            .get(&(repo.to_string(), number))
+            .map(|p| {
+                p.comments
+                    .iter()
+                    .map(|c| c["body"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A repository the token can see, with its permissions.
+    pub fn seed_repo(&self, full_name: &str, admin: bool, push: bool) {
+        self.state.lock().expect("lock").repos.insert(
+            full_name.into(),
+            Repo {
+                admin,
+                push,
+                hooks: Vec::new(),
+            },
+        );
+    }
+
+    /// The token may create repositories in `org`.
+    pub fn allow_org(&self, org: &str) {
+        self.state.lock().expect("lock").orgs.insert(org.into());
+    }
+
+    /// The repositories that exist.
+    pub fn repos(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("lock")
+            .repos
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A repository's hooks as served, each with the secret it holds.
+    pub fn hooks(&self, full_name: &str) -> Vec<(Value, Option<String>)> {
+        let st = self.state.lock().expect("lock");
+        st.repos
+            .get(full_name)
+            .map(|r| r.hooks.clone())
+            .unwrap_or_default()
+    }
 }
 
 fn err(status: u16, message: &str) -> Resp {
@@ -123,14 +256,65 @@ fn handle(state: &Mutex<State>, auth: &str, req: &Req) -> Resp {
         return err(401, "Bad credentials");
     }
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-    // api/v3/repos/{owner}/{repo}/actions/...
-    if segs.len() < 8 || segs[..3] != ["api", "v3", "repos"] || segs[5] != "actions" {
+    if segs.len() < 3 || segs[..2] != ["api", "v3"] {
         return err(404, "Not Found");
     }
-    let num = |s: &str| s.parse::<u64>().ok();
     let mut st = state.lock().expect("lock");
     let st = &mut *st;
-    match (req.method.as_str(), &segs[6..]) {
+    let body = req.json();
+    match (req.method.as_str(), &segs[2..]) {
+        ("GET", ["user"]) => Resp::json(200, json!({ "login": LOGIN, "id": 42, "type": "User" })),
+        ("POST", ["user", "repos"]) => create_repo(st, LOGIN, &body),
+        ("POST", ["orgs", org, "repos"]) => {
+            if st.orgs.contains(*org) {
+                create_repo(st, org, &body)
+            } else {
+                err(
+                    403,
+                    "You need admin access to the organization before adding a repository to it.",
+                )
+            }
+        }
+        (_, ["repos", _, _, "actions", rest @ ..]) => actions(st, req, rest),
+        (_, ["repos", owner, name, "pulls", n, rest @ ..]) => {
+            let key = (format!("{owner}/{name}"), n.parse().unwrap_or(0));
+            let next = st.next_id + 1;
+            match st.pulls.get_mut(&key) {
+                Some(p) => {
+                    let (resp, used) = pull(p, key.1, req, rest, &body, next);
+                    if used {
+                        st.next_id = next;
+                    }
+                    resp
+                }
+                None => err(404, "Not Found"),
+            }
+        }
+        (_, ["repos", owner, name, "issues", n, "comments"]) => {
+            let key = (format!("{owner}/{name}"), n.parse().unwrap_or(0));
+            st.next_id += 1;
+            let id = st.next_id;
+            match st.pulls.get_mut(&key) {
+                Some(p) => comments(p, req.method.as_str(), &body, id),
+                None => err(404, "Not Found"),
+            }
+        }
+        (_, ["repos", owner, name, rest @ ..]) => {
+            let full = format!("{owner}/{name}");
+            st.next_id += 1;
+            let id = st.next_id;
+            match st.repos.get_mut(&full) {
+                Some(r) => repo(r, &full, req.method.as_str(), rest, &body, id),
+                None => err(404, "Not Found"),
+            }
+        }
+        _ => err(404, "Not Found"),
+    }
+}
+
+fn actions(st: &mut State, req: &Req, rest: &[&str]) -> Resp {
+    let num = |s: &str| s.parse::<u64>().ok();
+    match (req.method.as_str(), rest) {
         ("GET", ["runs", id]) => match num(id).and_then(|id| st.runs.get(&id).map(|r| (id, r))) {
             Some((id, r)) => Resp::json(
                 200,
@@ -150,6 +334,203 @@ fn handle(state: &Mutex<State>, auth: &str, req: &Req) -> Resp {
                 Some(r) => rerun(r),
                 None => err(404, "Not Found"),
             }
+        }
+        _ => err(404, "Not Found"),
+    }
+}
+
+fn pull_json(p: &Pull, number: u64) -> Value {
+    json!({
+        "number": number, "state": p.state, "merged": p.merged,
+        "merge_commit_sha": p.merge_commit_sha,
+        "head": { "sha": p.head, "ref": "qmoi/fix" },
+        "html_url": format!("https://github.test/org/app/pull/{number}"),
+    })
+}
+
+/// One pull request call; the bool says whether `next_id` was used.
+fn pull(
+    p: &mut Pull,
+    number: u64,
+    req: &Req,
+    rest: &[&str],
+    body: &Value,
+    next_id: u64,
+) -> (Resp, bool) {
+    match (req.method.as_str(), rest) {
+        ("GET", []) => (Resp::json(200, pull_json(p, number)), false),
+        ("PATCH", []) => {
+            if let Some(s) = body.get("state").and_then(Value::as_str) {
+                if !p.merged && (s == "open" || s == "closed") {
+                    p.state = s.into();
+                }
+            }
+            (Resp::json(200, pull_json(p, number)), false)
+        }
+        ("GET", ["reviews"]) => (Resp::json(200, Value::Array(p.reviews.clone())), false),
+        ("POST", ["reviews"]) => {
+            if p.state != "open" {
+                return (err(422, "Can not approve a closed pull request"), false);
+            }
+            let state = match body.get("event").and_then(Value::as_str) {
+                Some("APPROVE") => "APPROVED",
+                Some("REQUEST_CHANGES") => "CHANGES_REQUESTED",
+                Some("COMMENT") => "COMMENTED",
+                _ => "PENDING",
+            };
+            let review = json!({
+                "id": next_id, "user": { "login": LOGIN }, "state": state,
+                "body": body.get("body").cloned().unwrap_or(json!("")),
+                "commit_id": body.get("commit_id").and_then(Value::as_str).unwrap_or(&p.head),
+            });
+            p.reviews.push(review.clone());
+            (Resp::json(200, review), true)
+        }
+        ("PUT", ["merge"]) => {
+            if p.state != "open" || p.merged {
+                return (err(405, "Pull Request is not mergeable"), false);
+            }
+            if let Some(sha) = body.get("sha").and_then(Value::as_str) {
+                if sha != p.head {
+                    return (
+                        err(
+                            409,
+                            "Head branch was modified. Review and try the merge again.",
+                        ),
+                        false,
+                    );
+                }
+            }
+            let merge_sha = format!("{:0<40}", format!("e{}", p.head));
+            p.merged = true;
+            p.state = "closed".into();
+            p.merge_commit_sha = Some(merge_sha.clone());
+            (
+                Resp::json(
+                    200,
+                    json!({ "sha": merge_sha, "merged": true, "message": "Pull Request successfully merged" }),
+                ),
+                false,
+            )
+        }
+        _ => (err(404, "Not Found"), false),
+    }
+}
+
+fn comments(p: &mut Pull, method: &str, body: &Value, id: u64) -> Resp {
+    match method {
+        "GET" => Resp::json(200, Value::Array(p.comments.clone())),
+        "POST" => match body.get("body").and_then(Value::as_str) {
+            Some(b) => {
+                let c = json!({ "id": id, "body": b, "user": { "login": LOGIN } });
+                p.comments.push(c.clone());
+                Resp::json(201, c)
+            }
+            None => err(422, "Invalid request.\n\n\"body\" wasn't supplied."),
+        },
+        _ => err(404, "Not Found"),
+    }
+}
+
+fn create_repo(st: &mut State, owner: &str, body: &Value) -> Resp {
+    let Some(name) = body.get("name").and_then(Value::as_str) else {
+        return err(422, "Repository creation failed.");
+    };
+    let full = format!("{owner}/{name}");
+    if st.repos.contains_key(&full) {
+        return err(
+            422,
+            "Repository creation failed: name already exists on this account",
+        );
+    }
+    st.repos.insert(
+        full.clone(),
+        Repo {
+            admin: true,
+            push: true,
+            hooks: Vec::new(),
+        },
+    );
+    Resp::json(201, repo_json(&full, true, true))
+}
+
+fn repo_json(full: &str, admin: bool, push: bool) -> Value {
+    let (owner, name) = full.split_once('/').unwrap_or((full, full));
+    json!({
+        "id": 1296269, "name": name, "full_name": full, "owner": { "login": owner },
+        "private": true,
+        "permissions": { "admin": admin, "maintain": admin, "push": push, "triage": push, "pull": true },
+    })
+}
+
+/// What GitHub serves for a hook: the secret only as `********`.
+fn served(hook: &Value, secret: &Option<String>) -> Value {
+    let mut h = hook.clone();
+    if secret.is_some() {
+        h["config"]["secret"] = json!("********");
+    }
+    h
+}
+
+fn repo(r: &mut Repo, full: &str, method: &str, rest: &[&str], body: &Value, id: u64) -> Resp {
+    match (method, rest) {
+        ("GET", []) => return Resp::json(200, repo_json(full, r.admin, r.push)),
+        (_, ["hooks", ..]) if !r.admin => return err(404, "Not Found"),
+        _ => {}
+    }
+    match (method, rest) {
+        ("GET", ["hooks"]) => Resp::json(
+            200,
+            Value::Array(r.hooks.iter().map(|(h, s)| served(h, s)).collect()),
+        ),
+        ("POST", ["hooks"]) => {
+            let config = body.get("config").cloned().unwrap_or(json!({}));
+            let Some(url) = config.get("url").and_then(Value::as_str) else {
+                return err(422, "Validation Failed: config.url is missing");
+            };
+            let secret = config
+                .get("secret")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let hook = json!({
+                "id": id, "type": "Repository", "name": "web",
+                "active": body.get("active").cloned().unwrap_or(json!(true)),
+                "events": body.get("events").cloned().unwrap_or(json!(["push"])),
+                "config": {
+                    "url": url,
+                    "content_type": config.get("content_type").cloned().unwrap_or(json!("form")),
+                    "insecure_ssl": config.get("insecure_ssl").cloned().unwrap_or(json!("0")),
+                },
+                "url": format!("https://api.github.test/repos/{full}/hooks/{id}"),
+            });
+            r.hooks.push((hook.clone(), secret.clone()));
+            Resp::json(201, served(&hook, &secret))
+        }
+        ("PATCH", ["hooks", hid]) => {
+            let hid: u64 = hid.parse().unwrap_or(0);
+            let Some((hook, secret)) = r.hooks.iter_mut().find(|(h, _)| h["id"] == json!(hid))
+            else {
+                return err(404, "Not Found");
+            };
+            if let Some(config) = body.get("config") {
+                // The config is replaced as a whole: a secret not sent is gone.
+                *secret = config
+                    .get("secret")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                hook["config"] = json!({
+                    "url": config.get("url").cloned().unwrap_or(hook["config"]["url"].clone()),
+                    "content_type": config.get("content_type").cloned().unwrap_or(json!("form")),
+                    "insecure_ssl": config.get("insecure_ssl").cloned().unwrap_or(json!("0")),
+                });
+            }
+            if let Some(events) = body.get("events") {
+                hook["events"] = events.clone();
+            }
+            if let Some(active) = body.get("active") {
+                hook["active"] = active.clone();
+            }
+            Resp::json(200, served(hook, secret))
         }
         _ => err(404, "Not Found"),
     }

@@ -13,7 +13,13 @@
 //! - `PUT …/merge` merges once: a merged or closed MR is 405, an
 //!   unapproved one (approvals required) is 405, a wrong `sha` is 409;
 //! - `PUT /merge_requests/:iid` with `state_event=close` closes it;
-//! - notes are stored and listed.
+//! - notes are stored and listed;
+//! - for `forge setup` (project webhooks and projects API pages):
+//!   `GET /projects/:id` with the token's `permissions.project_access`;
+//!   `GET/POST /projects/:id/hooks`, `PUT /projects/:id/hooks/:hook_id`
+//!   (403 below Maintainer; the `token` is never returned, `token_present`
+//!   says whether one is set, and changing the URL resets it, as documented);
+//!   `GET /namespaces/:id` and `POST /projects` (`path`, `namespace_id`).
 //!
 //! Every request is recorded; faults ([`super::http::Fault`]) can be armed
 //! per method and path. [`GitLabServer::start_strict`] answers 404 for jobs
@@ -59,8 +65,22 @@ struct MergeRequest {
     notes: Vec<(u64, String)>,
 }
 
+#[derive(Debug, Clone)]
+struct Project {
+    id: u64,
+    path: String,
+    access_level: u64,
+    /// Hooks with the token each holds (never served).
+    hooks: Vec<(Value, Option<String>)>,
+}
+
 #[derive(Default)]
 struct State {
+    /// Projects known to the setup routes, by full path.
+    projects: BTreeMap<String, Project>,
+    /// Namespaces by full path: (id, whether the token may create projects).
+    namespaces: BTreeMap<String, (u64, bool)>,
+    next_id: u64,
     jobs: BTreeMap<u64, Job>,
     /// (project, iid) → MR.
     mrs: BTreeMap<(String, u64), MergeRequest>,
@@ -253,6 +273,49 @@ impl GitLabServer {
             .map(|(s, _, _)| usize::from(s == "merged"))
             .unwrap_or(0)
     }
+
+    /// A project `forge setup` can see, with the token's access level
+    /// (40 = Maintainer, 30 = Developer).
+    pub fn seed_project(&self, path: &str, id: u64, access_level: u64) {
+        self.state.lock().expect("lock").projects.insert(
+            path.into(),
+            Project {
+                id,
+                path: path.into(),
+                access_level,
+                hooks: Vec::new(),
+            },
+        );
+    }
+
+    /// A group the token may (or may not) create projects in.
+    pub fn seed_namespace(&self, path: &str, id: u64, can_create: bool) {
+        self.state
+            .lock()
+            .expect("lock")
+            .namespaces
+            .insert(path.into(), (id, can_create));
+    }
+
+    /// The projects that exist (setup routes).
+    pub fn projects(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("lock")
+            .projects
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A project's hooks as served, each with the token it holds.
+    pub fn hooks(&self, path: &str) -> Vec<(Value, Option<String>)> {
+        let st = self.state.lock().expect("lock");
+        st.projects
+            .get(path)
+            .map(|p| p.hooks.clone())
+            .unwrap_or_default()
+    }
 }
 
 fn err(status: u16, message: &str) -> Resp {
@@ -435,6 +498,9 @@ fn handle(state: &Mutex<State>, token: &str, req: &Req) -> Resp {
     if segs.len() == 3 && segs[..3] == ["api", "v4", "user"] && req.method == "GET" {
         return Resp::json(200, json!({ "id": QMOI_USER, "username": "qmoi-bot" }));
     }
+    if let Some(resp) = setup_routes(state, req, &segs) {
+        return resp;
+    }
     if segs.len() < 4 || segs[0] != "api" || segs[1] != "v4" || segs[2] != "projects" {
         return err(404, "404 Not Found");
     }
@@ -514,6 +580,170 @@ fn handle(state: &Mutex<State>, token: &str, req: &Req) -> Resp {
                 ),
                 _ => err(404, "404 Not Found"),
             }
+        }
+        _ => err(404, "404 Not Found"),
+    }
+}
+
+/// `%2F` → `/`.
+fn decode(raw: &str) -> String {
+    raw.replace("%2F", "/").replace("%2f", "/")
+}
+
+/// Projects, namespaces and hooks; `None` for everything else.
+fn setup_routes(state: &Mutex<State>, req: &Req, segs: &[&str]) -> Option<Resp> {
+    let mut st = state.lock().expect("lock");
+    let st = &mut *st;
+    let body = req.json();
+    match (req.method.as_str(), segs) {
+        ("POST", ["api", "v4", "projects"]) => Some(create_project(st, &body)),
+        ("GET", ["api", "v4", "namespaces", id]) => {
+            let path = decode(id);
+            Some(match st.namespaces.get(&path) {
+                Some((nid, _)) => Resp::json(
+                    200,
+                    json!({ "id": nid, "path": path.rsplit('/').next(), "full_path": path, "kind": "group" }),
+                ),
+                None => err(404, "404 Namespace Not Found"),
+            })
+        }
+        (method, ["api", "v4", "projects", id, rest @ ..])
+            if rest.is_empty() || rest[0] == "hooks" =>
+        {
+            let raw = decode(id);
+            let key = st
+                .projects
+                .values()
+                .find(|p| p.path == raw || p.id.to_string() == raw)
+                .map(|p| p.path.clone())?;
+            st.next_id += 1;
+            let hook_id = st.next_id;
+            let p = st.projects.get_mut(&key)?;
+            Some(project_route(p, method, rest, &body, hook_id))
+        }
+        _ => None,
+    }
+}
+
+fn project_json(p: &Project) -> Value {
+    json!({
+        "id": p.id, "path_with_namespace": p.path,
+        "path": p.path.rsplit('/').next(),
+        "permissions": {
+            "project_access": { "access_level": p.access_level, "notification_level": 3 },
+            "group_access": null,
+        },
+    })
+}
+
+fn create_project(st: &mut State, body: &Value) -> Resp {
+    let Some(path) = body
+        .get("path")
+        .or_else(|| body.get("name"))
+        .and_then(Value::as_str)
+    else {
+        return err(400, "400 Bad request - name or path is missing");
+    };
+    let ns = body.get("namespace_id").and_then(Value::as_u64);
+    let Some((ns_path, (_, can))) = st
+        .namespaces
+        .iter()
+        .find(|(_, (id, _))| Some(*id) == ns)
+        .map(|(p, v)| (p.clone(), *v))
+    else {
+        return err(404, "404 Namespace Not Found");
+    };
+    if !can {
+        return err(403, "403 Forbidden");
+    }
+    let full = format!("{ns_path}/{path}");
+    if st.projects.contains_key(&full) {
+        return Resp::json(
+            400,
+            json!({ "message": { "path": ["has already been taken"] } }),
+        );
+    }
+    st.next_id += 1;
+    let p = Project {
+        id: 1000 + st.next_id,
+        path: full.clone(),
+        access_level: 50,
+        hooks: Vec::new(),
+    };
+    let body = project_json(&p);
+    st.projects.insert(full, p);
+    Resp::json(201, body)
+}
+
+const HOOK_EVENTS: [&str; 6] = [
+    "push_events",
+    "tag_push_events",
+    "pipeline_events",
+    "job_events",
+    "merge_requests_events",
+    "note_events",
+];
+
+fn served(hook: &Value, token: &Option<String>) -> Value {
+    let mut h = hook.clone();
+    h["token_present"] = json!(token.is_some());
+    h
+}
+
+fn project_route(p: &mut Project, method: &str, rest: &[&str], body: &Value, id: u64) -> Resp {
+    if !rest.is_empty() && p.access_level < 40 {
+        return err(403, "403 Forbidden");
+    }
+    match (method, rest) {
+        ("GET", []) => Resp::json(200, project_json(p)),
+        ("GET", ["hooks"]) => Resp::json(
+            200,
+            Value::Array(p.hooks.iter().map(|(h, t)| served(h, t)).collect()),
+        ),
+        ("POST", ["hooks"]) => {
+            let Some(url) = body.get("url").and_then(Value::as_str) else {
+                return err(400, "400 Bad request - url is missing");
+            };
+            let mut hook = json!({
+                "id": id, "url": url, "project_id": p.id,
+                "enable_ssl_verification": body.get("enable_ssl_verification").cloned().unwrap_or(json!(true)),
+                "created_at": "2026-12-01T12:00:00Z",
+            });
+            for e in HOOK_EVENTS {
+                // GitLab's default: push events on, the rest off.
+                let default = e == "push_events";
+                hook[e] = body.get(e).cloned().unwrap_or(json!(default));
+            }
+            let token = body
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            p.hooks.push((hook.clone(), token.clone()));
+            Resp::json(201, served(&hook, &token))
+        }
+        ("PUT", ["hooks", hid]) => {
+            let hid: u64 = hid.parse().unwrap_or(0);
+            let Some((hook, token)) = p.hooks.iter_mut().find(|(h, _)| h["id"] == json!(hid))
+            else {
+                return err(404, "404 Not found");
+            };
+            let Some(url) = body.get("url").and_then(Value::as_str) else {
+                return err(400, "400 Bad request - url is missing");
+            };
+            if hook["url"] != json!(url) {
+                // "When you change the webhook URL, the secret token is reset."
+                *token = None;
+            }
+            hook["url"] = json!(url);
+            for e in HOOK_EVENTS {
+                if let Some(v) = body.get(e) {
+                    hook[e] = v.clone();
+                }
+            }
+            if let Some(t) = body.get("token").and_then(Value::as_str) {
+                *token = Some(t.to_string());
+            }
+            Resp::json(200, served(hook, token))
         }
         _ => err(404, "404 Not Found"),
     }
