@@ -602,7 +602,7 @@ pub fn history_of(
         if out.len() >= limit {
             break;
         }
-        let (_, v) = item.map_err(crate::store::StoreError::from)?;
+        let (_, v) = item?;
         // A record this version cannot read is skipped, not fatal.
         if let Ok(run) = serde_json::from_slice::<SyncRun>(&v) {
             if repo.is_none_or(|n| run.repo.eq_ignore_ascii_case(n)) {
