@@ -90,11 +90,17 @@ enum Cmd {
         command: EmailCmd,
     },
     /// Mirror sets: `qmoi mirror status`.
+    #[command(
+        after_help = "Examples:\n  qmoi mirror status --config qmoi.toml\n  qmoi mirror status --url http://127.0.0.1:8080 --json"
+    )]
     Mirror {
         #[command(subcommand)]
         command: qmoi::mirror::cli::MirrorCmd,
     },
     /// Forges: `qmoi forge setup [--dry-run]` (webhooks, mirror repositories, permissions).
+    #[command(
+        after_help = "Examples:\n  qmoi forge setup --config qmoi.toml --dry-run\n  qmoi forge setup --config qmoi.toml"
+    )]
     Forge {
         #[command(subcommand)]
         command: qmoi::mirror::cli::ForgeCmd,
