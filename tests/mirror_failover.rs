@@ -379,3 +379,112 @@ async fn automatic_failover_when_configured_is_announced_and_audited() {
     );
     t.bot.stop().await;
 }
+
+/// A GitLab remote with its own API and token.
+fn gitlab_remote(name: &str, url: &str, api: &str, cred: &str) -> RemoteConfig {
+    RemoteConfig {
+        platform: Some(qmoi::config::Platform::Gitlab),
+        api_url: Some(api.into()),
+        credential: Some(cred.into()),
+        ..remote(name, url, "group/app")
+    }
+}
+
+fn job_failed(id: &str, pipeline: u64, job: u64, name: &str) -> Value {
+    json!({"id": id, "kind": "job_failed", "platform": "gitlab", "project": "group/app",
+           "ref": "main", "pipeline": pipeline, "job": {"id": job, "name": name, "stage": "test"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_in_the_ledger() {
+    use support::gitlab::GitLabServer;
+    let (a, b) = ("glpat-primary-0001", "glpat-mirror-0002");
+    let gl_a = GitLabServer::start_strict(a).await;
+    let gl_b = GitLabServer::start_strict(b).await;
+    gl_a.seed_job("group%2Fapp", 2366, 1977, "test", "failed");
+    gl_b.seed_job("group%2Fapp", 2400, 1990, "lint", "failed");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("srv");
+    bare(&root, "app");
+    bare(&root, "mirror");
+    let url = |n: &str| format!("file://{}", root.join(format!("{n}.git")).display());
+    let mut c = config(&tmp.path().join("data"), &url("app"), &url("mirror"));
+    c.mirror.health_interval_secs = 0;
+    c.mirror.cancel_window_secs = 0;
+    c.mirror.repos[0].primary = gitlab_remote("gitlab", &url("app"), &gl_a.url(), "a");
+    c.mirror.repos[0].mirrors = vec![gitlab_remote("backup", &url("mirror"), &gl_b.url(), "b")];
+    for (name, token) in [("a", a), ("b", b)] {
+        c.mirror.credentials.insert(
+            name.into(),
+            qmoi::config::GitCredential {
+                username: "oauth2".into(),
+                token: Some(qmoi::config::Secret::new(token)),
+            },
+        );
+    }
+    let bot = TestBot::start(c).await;
+    let retries = |s: &GitLabServer| {
+        s.requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/retry"))
+            .count()
+    };
+
+    // Before: the primary's API, with the primary's token.
+    let (status, body) = bot.api("/api/v1/events", &job_failed("j1", 2366, 1977, "test")).await;
+    assert_eq!(status, 200, "{body}");
+    bot.wait_notification(1).await;
+    let r = bot.command("operator", "retry #1").await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!((retries(&gl_a), retries(&gl_b)), (1, 0));
+
+    // Fail over to the backup GitLab.
+    let r = bot.command("operator", "failover app").await;
+    let text = r["text"].as_str().unwrap_or_default().to_string();
+    let code: String = text
+        .split("send `confirm ")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    assert!(!code.is_empty(), "{r}");
+    let r = bot.command("operator", &format!("confirm {code}")).await;
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("backup is now the active primary"),
+        "{r}"
+    );
+
+    // After: the backup's events are retried on the backup, with its token.
+    let (status, body) = bot.api("/api/v1/events", &job_failed("j2", 2400, 1990, "lint")).await;
+    assert_eq!(status, 200, "{body}");
+    bot.wait_notification(2).await;
+    let r = bot.command("operator", "retry #2").await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!((retries(&gl_a), retries(&gl_b)), (1, 1), "{r}");
+    assert_eq!(gl_b.retries_of(2400, "lint"), 1);
+
+    // The switch is a ledger effect, sent once.
+    let ledger =
+        qmoi::effects::Ledger::new(bot.store().clone(), qmoi::clock::SystemClock::shared());
+    let switches: Vec<_> = ledger
+        .unsettled()
+        .expect("ledger")
+        .into_iter()
+        .chain(
+            bot.store()
+                .all::<qmoi::effects::EffectRecord>(qmoi::effects::TREE)
+                .expect("all")
+                .into_iter()
+                .map(|(_, r)| r),
+        )
+        .filter(|r| r.description.kind == "mirror.failover")
+        .collect();
+    assert_eq!(switches.len(), 1, "{switches:?}");
+    assert_eq!(switches[0].status, qmoi::effects::EffectStatus::Succeeded);
+    assert_eq!(switches[0].sends, 1);
+    bot.stop().await;
+}

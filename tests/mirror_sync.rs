@@ -171,6 +171,25 @@ async fn a_push_webhook_brings_branches_and_tags_to_the_mirror_with_the_helper_c
             .contains("0 pushed, 3 up to date"),
         "{status}"
     );
+    // Each push to the mirror is a ledger effect, intended before git ran
+    // and sent once.
+    let pushes: Vec<qmoi::effects::EffectRecord> = bot
+        .store()
+        .all::<qmoi::effects::EffectRecord>(qmoi::effects::TREE)
+        .expect("ledger")
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.description.kind == "git.push")
+        .collect();
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    for p in &pushes {
+        assert_eq!(
+            (p.status, p.sends),
+            (qmoi::effects::EffectStatus::Succeeded, 1),
+            "{p:?}"
+        );
+        assert!(p.key.starts_with("mirror.push/app/"), "{}", p.key);
+    }
     let mut dump = Vec::new();
     qmoi::store::export_jsonl(bot.store(), &mut dump).expect("export");
     let audit = String::from_utf8_lossy(&dump).into_owned();

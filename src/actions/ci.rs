@@ -22,7 +22,7 @@ impl Action for Retry {
                 e.platform, e.platform
             )));
         }
-        let gitlab = ctx.services.forges.gitlab()?;
+        let gitlab = &*ctx.gitlab_for(n)?;
         let project = project_ref(n);
         if let Some(job) = &e.job {
             let effect = RetryJob {
@@ -94,7 +94,7 @@ async fn retry_github(
     ctx: &ActionContext<'_>,
     n: &crate::store::Notification,
 ) -> Result<Outcome, ActionError> {
-    let github = ctx.services.forges.github()?;
+    let github = &*ctx.github_for(n)?;
     let e = &n.event;
     if e.job.is_none() && e.pipeline.is_none() {
         return Err(ActionError::NotApplicable(format!(

@@ -64,7 +64,7 @@ impl Action for Approve {
                 n.event.platform, mr.iid
             )));
         }
-        let gitlab = ctx.services.forges.gitlab()?;
+        let gitlab = &*ctx.gitlab_for(n)?;
         let project = project_ref(n);
         let on = |project: &str| Mr {
             gitlab,
@@ -135,7 +135,7 @@ impl Action for Reject {
                 n.event.platform, mr.iid
             )));
         }
-        let gitlab = ctx.services.forges.gitlab()?;
+        let gitlab = &*ctx.gitlab_for(n)?;
         let project = project_ref(n);
         // The marker lets reconciliation find this very note again.
         let marker = format!("qmoi-effect:{}", ctx.effects.key("note"));
@@ -198,7 +198,7 @@ async fn approve_github(
     n: &Notification,
     mr: &MergeRequest,
 ) -> Result<Outcome, ActionError> {
-    let github = ctx.services.forges.github()?;
+    let github = &*ctx.github_for(n)?;
     let on = || Pull {
         github,
         repo: n.event.project.path.clone(),
@@ -237,7 +237,7 @@ async fn reject_github(
     mr: &MergeRequest,
     reason: Option<String>,
 ) -> Result<Outcome, ActionError> {
-    let github = ctx.services.forges.github()?;
+    let github = &*ctx.github_for(n)?;
     let on = || Pull {
         github,
         repo: n.event.project.path.clone(),

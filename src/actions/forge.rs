@@ -78,7 +78,9 @@ impl Action for Switch {
         let text = if self.to_mirror {
             let to = ctx.parsed.text("to");
             let preview = m.preview_failover(&repo, to.as_deref()).await?;
-            let text = m.failover(&preview, ctx.actor).await?;
+            let text = m
+                .failover(&preview, ctx.actor, &ctx.effects.key("switch"))
+                .await?;
             if m.active_record(&repo)?
                 .is_some_and(|a| a.remote == preview.to)
             {
@@ -86,7 +88,9 @@ impl Action for Switch {
             }
             text
         } else {
-            let text = m.failback(&repo, ctx.actor).await?;
+            let text = m
+                .failback(&repo, ctx.actor, &ctx.effects.key("switch"))
+                .await?;
             let set = m.repo(&repo)?;
             if m.active(set).name == set.primary.name {
                 point_ci_at(ctx, false)?;

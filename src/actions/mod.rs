@@ -12,12 +12,15 @@ mod info;
 mod notification;
 
 use crate::command::{Parsed, Registry};
+use crate::config::Platform;
 use crate::effects::{Effect, Ledger, LedgerError, Settled};
-use crate::forge::{ForgeError, Forges};
+use crate::forge::remote::RemoteApi;
+use crate::forge::{ForgeError, Forges, GitHub, GitLab};
 use crate::mirror::Mirror;
 use crate::reload::Live;
 use crate::store::{Notification, Store, StoreError};
 use async_trait::async_trait;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -87,7 +90,33 @@ pub struct ActionContext<'a> {
     pub effects: &'a EffectScope,
 }
 
-impl ActionContext<'_> {
+impl<'a> ActionContext<'a> {
+    /// The GitLab to act on for `n`: the client of the mirror-set remote
+    /// the event came from (after a failover, the new primary), else the
+    /// configured one (`gitlab.url`, or `gitlab.mirror_url` when failed over).
+    pub fn gitlab_for(&self, n: &Notification) -> Result<Cow<'a, GitLab>, ActionError> {
+        let s = self.services;
+        if let Some(RemoteApi::GitLab(g)) =
+            s.mirror
+                .api_for(Platform::Gitlab, &n.event.project.path, s.forges.timeout())
+        {
+            return Ok(Cow::Owned(g));
+        }
+        Ok(Cow::Borrowed(s.forges.gitlab()?))
+    }
+
+    /// The GitHub to act on for `n`, chosen as [`Self::gitlab_for`] does.
+    pub fn github_for(&self, n: &Notification) -> Result<Cow<'a, GitHub>, ActionError> {
+        let s = self.services;
+        if let Some(RemoteApi::GitHub(g)) =
+            s.mirror
+                .api_for(Platform::Github, &n.event.project.path, s.forges.timeout())
+        {
+            return Ok(Cow::Owned(g));
+        }
+        Ok(Cow::Borrowed(s.forges.github()?))
+    }
+
     /// The notification, or an error saying the command needs one.
     pub fn require_notification(&self) -> Result<&Notification, ActionError> {
         self.notification.ok_or_else(|| {

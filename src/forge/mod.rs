@@ -25,6 +25,7 @@ pub struct Forges {
     gitlab_primary: Option<GitLab>,
     gitlab_mirror: Option<GitLab>,
     github: Option<GitHub>,
+    timeout: std::time::Duration,
 }
 
 /// `primary` or `mirror`.
@@ -63,6 +64,7 @@ impl Forges {
             gitlab_primary: primary,
             gitlab_mirror: mirror,
             github,
+            timeout,
         })
     }
 
@@ -104,6 +106,11 @@ impl Forges {
     /// Whether a mirror exists to fail over to.
     pub fn has_gitlab_mirror(&self) -> bool {
         self.gitlab_mirror.is_some()
+    }
+
+    /// The per-request timeout of every forge client (`gitlab.timeout_secs`).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     /// The primary client, for reading logs regardless of failover.

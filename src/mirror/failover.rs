@@ -15,6 +15,9 @@
 use super::service::{remote, Mirror};
 use super::{short, MirrorError, RefOutcome, SyncRun};
 use crate::config::{RemoteConfig, RepoMirrorConfig};
+use crate::effects::{Check, Description, Effect, EffectRecord, SendError, Settled};
+use async_trait::async_trait;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,15 +193,31 @@ impl Mirror {
         stopped
     }
 
-    /// Makes `preview.to` the active primary (after the cancel window).
-    pub async fn failover(&self, preview: &Preview, by: &str) -> Result<String, MirrorError> {
-        if !self.cancel_window(&preview.repo).await {
+    /// Makes `preview.to` the active primary (after the cancel window),
+    /// recorded in the ledger under `key`: run again (a resumed decision),
+    /// it reports what was done instead of switching or waiting again.
+    pub async fn failover(
+        &self,
+        preview: &Preview,
+        by: &str,
+        key: &str,
+    ) -> Result<String, MirrorError> {
+        let resumed = self.ledger.get(key).map_err(ledger)?.is_some();
+        if !resumed && !self.cancel_window(&preview.repo).await {
             return Ok(format!(
                 "failover of {} cancelled; {} stays the active primary",
                 preview.repo, preview.from
             ));
         }
-        self.set_active(&preview.repo, &preview.to, by)?;
+        let switch = Switch {
+            mirror: self,
+            kind: "mirror.failover",
+            repo: &preview.repo,
+            from: &preview.from,
+            to: &preview.to,
+            by,
+        };
+        switch.perform(key).await?;
         self.trigger(super::SyncRequest {
             repo: Some(preview.repo.clone()),
             trigger: format!("failover:{by}"),
@@ -225,9 +244,29 @@ impl Mirror {
         ))
     }
 
-    /// Brings outage commits back to the original primary, then switches back.
-    pub async fn failback(&self, repo: &str, by: &str) -> Result<String, MirrorError> {
+    /// Brings outage commits back to the original primary, then switches
+    /// back (the switch recorded in the ledger under `key`).
+    pub async fn failback(&self, repo: &str, by: &str, key: &str) -> Result<String, MirrorError> {
         let set = self.repo(repo)?.clone();
+        if let Some(done) = self.ledger.get(key).map_err(ledger)? {
+            // A resumed decision: the pushes and the switch are in the ledger.
+            let active = self.active(&set).name;
+            let switch = Switch {
+                mirror: self,
+                kind: "mirror.failback",
+                repo: &set.name,
+                from: &active,
+                to: &set.primary.name,
+                by,
+            };
+            switch.perform(key).await?;
+            return Ok(format!(
+                "failback of {} was already done ({}); {} is the active primary",
+                set.name,
+                done.outcome.unwrap_or_default(),
+                set.primary.name
+            ));
+        }
         self.preview_failback(&set.name)?;
         let original = set.primary.clone();
         let creds = self.credentials(&original);
@@ -251,7 +290,15 @@ impl Mirror {
             )));
         }
         let active = run.from.clone();
-        self.set_active(&set.name, &original.name, by)?;
+        let switch = Switch {
+            mirror: self,
+            kind: "mirror.failback",
+            repo: &set.name,
+            from: &active,
+            to: &original.name,
+            by,
+        };
+        switch.perform(key).await?;
         self.trigger(super::SyncRequest {
             repo: Some(set.name.clone()),
             trigger: format!("failback:{by}"),
@@ -279,21 +326,111 @@ impl Mirror {
             refs: Vec::new(),
             error: None,
         };
-        match cache
+        let fetched = cache
             .fetch(&source, self.credentials(&source).as_ref())
             .await
-        {
-            Ok(refs) => {
+            .map_err(MirrorError::from);
+        match fetched.and_then(|refs| Ok((refs, self.push_book(&set.name, &run.trigger)?))) {
+            Ok((refs, book)) => {
                 let creds = self.credentials(original);
-                run.refs =
-                    super::sync::to_follower(&cache, &source.name, &refs, original, creds.as_ref())
-                        .await;
+                run.refs = super::sync::to_follower(
+                    &book,
+                    &cache,
+                    &source.name,
+                    &refs,
+                    original,
+                    creds.as_ref(),
+                )
+                .await;
             }
             Err(e) => run.error = Some(e.to_string()),
         }
         run.finished = self.clock.now();
         self.record(&run);
         Ok(run)
+    }
+}
+
+fn ledger(e: crate::effects::LedgerError) -> MirrorError {
+    match e {
+        crate::effects::LedgerError::Store(s) => MirrorError::Store(s),
+    }
+}
+
+/// Switching a repository's active primary, as an effect in the ledger: it
+/// is intended durably, done once, and recognised afterwards by reading the
+/// active primary back.
+pub(super) struct Switch<'a> {
+    pub(super) mirror: &'a Mirror,
+    /// `mirror.failover` or `mirror.failback`.
+    pub(super) kind: &'static str,
+    pub(super) repo: &'a str,
+    pub(super) from: &'a str,
+    pub(super) to: &'a str,
+    pub(super) by: &'a str,
+}
+
+impl Switch<'_> {
+    /// Performs it under `key`; an error says it did not happen.
+    pub(super) async fn perform(&self, key: &str) -> Result<(), MirrorError> {
+        let owner = format!("{} of {} by {}", self.kind, self.repo, self.by);
+        match self
+            .mirror
+            .ledger
+            .perform(key, &owner, self)
+            .await
+            .map_err(ledger)?
+        {
+            Settled::Done { .. } => Ok(()),
+            Settled::Failed(why) | Settled::Pending(why) => Err(MirrorError::Unknown(format!(
+                "{} of {} to {} did not happen: {why}",
+                self.kind, self.repo, self.to
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Effect for Switch<'_> {
+    fn describe(&self) -> Description {
+        Description {
+            kind: self.kind.into(),
+            target: format!(
+                "making {} the active primary of {} (was {})",
+                self.to, self.repo, self.from
+            ),
+            request: format!("set the active primary of {}", self.repo),
+            body: Some(
+                json!({ "repo": self.repo, "from": self.from, "to": self.to, "by": self.by }),
+            ),
+        }
+    }
+
+    async fn send(&self, _: &Value) -> Result<Value, SendError> {
+        self.mirror
+            .set_active(self.repo, self.to, self.by)
+            .map_err(|e| SendError::Refused(e.to_string()))?;
+        Ok(json!({ "active": self.to }))
+    }
+
+    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+        let now = self
+            .mirror
+            .active_record(self.repo)
+            .map_err(|e| e.to_string())?;
+        Ok(match now {
+            Some(a) if a.remote == self.to => Check::Done {
+                found: format!("{} is the active primary of {}", self.to, self.repo),
+                result: json!({ "active": self.to }),
+            },
+            other => Check::NotDone(format!(
+                "the active primary of {} is {}",
+                self.repo,
+                other
+                    .map(|a| a.remote)
+                    .unwrap_or_else(|| "the configured one".into())
+            )),
+        })
     }
 }
 

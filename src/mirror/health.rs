@@ -161,8 +161,17 @@ impl Mirror {
             return;
         }
         let by = "qmoi (automatic failover)";
-        if let Err(e) = self.set_active(&set.name, &preview.to, by) {
-            tracing::error!(repo = %set.name, error = %e, "automatic failover not recorded");
+        let switch = super::failover::Switch {
+            mirror: self,
+            kind: "mirror.failover",
+            repo: &set.name,
+            from: &active.name,
+            to: &preview.to,
+            by,
+        };
+        let key = format!("mirror.failover/{}/auto/{}", set.name, since.timestamp());
+        if let Err(e) = switch.perform(&key).await {
+            tracing::error!(repo = %set.name, error = %e, "automatic failover not done");
             return;
         }
         self.trigger(super::SyncRequest {

@@ -11,6 +11,7 @@
 //!
 //! - [`git`] — running git with a hard timeout and credentials via a helper;
 //! - [`sync`] — one sync of one repository, per-ref results;
+//! - [`push`] — each push to a follower as an effect in the ledger;
 //! - [`health`] — probes and the "2 of 3 probes, N rounds" down rule;
 //! - [`failover`] — preview, switch, failback (fast-forward only);
 //! - [`service`] — the shared handle: state in memory, triggers, timers;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod failover;
 pub mod git;
 pub mod health;
+pub mod push;
 pub mod service;
 pub mod sync;
 

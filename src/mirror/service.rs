@@ -46,6 +46,8 @@ pub struct Mirror {
     pub(super) git: Git,
     pub(super) store: Store,
     pub(super) clock: SharedClock,
+    /// Where pushes and switches are recorded before they are made.
+    pub(super) ledger: crate::effects::Ledger,
     refs: Mutex<BTreeMap<Key, BTreeMap<String, RefState>>>,
     pub(super) health: Mutex<BTreeMap<Key, RemoteHealth>>,
     locks: BTreeMap<String, tokio::sync::Mutex<()>>,
@@ -78,6 +80,7 @@ impl Mirror {
             cfg,
             root: data_dir.join("mirrors"),
             git,
+            ledger: crate::effects::Ledger::new(store.clone(), clock.clone()),
             store,
             clock,
             refs: Mutex::new(BTreeMap::new()),
@@ -196,6 +199,40 @@ impl Mirror {
         Ok(())
     }
 
+    /// The API client of the remote an event came from: the remote of a
+    /// mirror set on `platform` whose `project` is `project` (the active
+    /// primary first, when two share the path), with its credential's token.
+    /// After a failover, CI actions on the new primary's events reach the
+    /// new primary this way. `None`: no such remote has a usable API.
+    pub fn api_for(
+        &self,
+        platform: crate::config::Platform,
+        project: &str,
+        timeout: Duration,
+    ) -> Option<crate::forge::remote::RemoteApi> {
+        let norm = |s: &str| s.trim_matches('/').trim_end_matches(".git").to_lowercase();
+        for set in &self.cfg.repos {
+            let active = self.active(set).name;
+            let mut candidates: Vec<&RemoteConfig> = std::iter::once(&set.primary)
+                .chain(&set.mirrors)
+                .filter(|r| r.platform == Some(platform))
+                .filter(|r| {
+                    r.project
+                        .as_deref()
+                        .is_some_and(|p| norm(p) == norm(project))
+                })
+                .collect();
+            candidates.sort_by_key(|r| r.name != active);
+            for r in candidates {
+                match crate::forge::remote::client(&self.cfg, &set.name, r, timeout) {
+                    Ok(api) => return Some(api),
+                    Err(e) => tracing::debug!(error = %e, "remote has no API client"),
+                }
+            }
+        }
+        None
+    }
+
     /// The credentials a remote names, if any.
     pub fn credentials(&self, r: &RemoteConfig) -> Option<Credentials> {
         let c = self.cfg.credentials.get(r.credential.as_deref()?)?;
@@ -285,12 +322,21 @@ impl Mirror {
                 .map_err(MirrorError::from),
             Err(e) => Err(e),
         };
-        match fetched {
-            Ok(primary) => {
+        let book = fetched.and_then(|primary| Ok((primary, self.push_book(&set.name, trigger)?)));
+        match book {
+            Ok((primary, book)) => {
                 for f in self.followers(set) {
                     let creds = self.credentials(&f);
                     run.refs.extend(
-                        sync::to_follower(&cache, &source.name, &primary, &f, creds.as_ref()).await,
+                        sync::to_follower(
+                            &book,
+                            &cache,
+                            &source.name,
+                            &primary,
+                            &f,
+                            creds.as_ref(),
+                        )
+                        .await,
                     );
                 }
             }
@@ -299,6 +345,20 @@ impl Mirror {
         run.finished = self.clock.now();
         tracing::info!(repo = %set.name, ok = run.ok(), "{}", run.summary());
         run
+    }
+
+    /// Where one run's pushes go in the ledger: `mirror.push/<repo>/<n>`.
+    pub(super) fn push_book(
+        &self,
+        repo: &str,
+        trigger: &str,
+    ) -> Result<super::push::PushLedger<'_>, MirrorError> {
+        let n = self.store.next_seq("mirror.push")?;
+        Ok(super::push::PushLedger {
+            ledger: &self.ledger,
+            prefix: format!("mirror.push/{repo}/{n}"),
+            owner: format!("sync of {repo} ({trigger})"),
+        })
     }
 
     /// Updates per-ref state and the history.

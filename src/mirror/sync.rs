@@ -12,9 +12,11 @@
 //!   points elsewhere) → diverged: skipped, reported with both SHAs and the
 //!   follower-only commits.
 //!
-//! Refs that exist only on a follower are left alone.
+//! Refs that exist only on a follower are left alone. Each follower's push
+//! goes through the effect ledger ([`super::push`]).
 
 use super::git::{last_lines, parse_porcelain, Credentials, Git, GitError};
+use super::push::PushLedger;
 use super::{MirrorError, RefOutcome, RefResult};
 use crate::config::RemoteConfig;
 use std::collections::BTreeMap;
@@ -36,6 +38,11 @@ impl Cache {
     /// The cache at `dir` (created on first use).
     pub fn new(git: Git, dir: PathBuf) -> Cache {
         Cache { git, dir }
+    }
+
+    /// How it runs git.
+    pub fn runner(&self) -> &Git {
+        &self.git
     }
 
     /// The folder.
@@ -148,19 +155,17 @@ impl Cache {
         Ok(out.trim().parse().unwrap_or(0))
     }
 
-    /// Pushes `updates` (ref, the follower's SHA or none) from the refs
-    /// fetched from `source`, each leased on the follower's SHA; never `+`,
-    /// never `--mirror`. Returns one outcome per ref.
+    /// Pushes `updates` (ref, the follower's SHA or none, the new SHA) from
+    /// the refs fetched from `source`, each leased on the follower's SHA;
+    /// never `+`, never `--mirror`. One outcome per ref when git reported
+    /// them; otherwise whether the follower may have acted.
     pub async fn push(
         &self,
         source: &str,
         target: &RemoteConfig,
         creds: Option<&Credentials>,
-        updates: &[(String, Option<String>, String)],
-    ) -> Result<Vec<(String, RefOutcome)>, GitError> {
-        if updates.is_empty() {
-            return Ok(Vec::new());
-        }
+        updates: &[Update],
+    ) -> PushAnswer {
         let mut args: Vec<String> = vec!["push".into(), "--porcelain".into()];
         for (r, old, _) in updates {
             args.push(format!(
@@ -175,50 +180,104 @@ impl Cache {
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let op = format!("push to {}", target.name);
-        let out = self.git.run_raw(Some(&self.dir), &argv, creds, &op).await?;
+        let out = match self.git.run_raw(Some(&self.dir), &argv, creds, &op).await {
+            Ok(out) => out,
+            Err(e @ GitError::Timeout { .. }) => return PushAnswer::NoAnswer(e.to_string()),
+            Err(e) => return PushAnswer::Refused(e.to_string()),
+        };
         let lines = parse_porcelain(&out.stdout);
-        let fallback = GitError::Failed {
-            op: op.clone(),
-            message: last_lines(&out.stderr),
+        if lines.is_empty() && !out.success {
+            let why = GitError::Failed {
+                op,
+                message: last_lines(&out.stderr),
+            }
+            .to_string();
+            // No per-ref report: git never reached the point where the
+            // follower answers — unless the connection broke after it acted.
+            return if never_reached(&out.stderr) {
+                PushAnswer::Refused(why)
+            } else {
+                PushAnswer::NoAnswer(why)
+            };
         }
-        .to_string();
-        let results: Vec<(String, RefOutcome)> = updates
-            .iter()
-            .map(|(r, old, new)| {
-                let outcome = match lines.iter().find(|l| &l.to == r) {
-                    Some(l) if l.ok() => RefOutcome::Pushed {
-                        old: old.clone(),
-                        new: new.clone(),
-                    },
-                    Some(l) => RefOutcome::Failed {
-                        error: format!("{} refused it: {}", target.name, l.summary),
-                    },
-                    None => RefOutcome::Failed {
-                        error: fallback.clone(),
-                    },
-                };
-                (r.clone(), outcome)
-            })
-            .collect();
-        // The follower now holds what was pushed: record it as last seen, so
-        // lag and the next lease start from the truth without a re-fetch.
-        for (r, o) in &results {
+        PushAnswer::Refs(
+            updates
+                .iter()
+                .map(|(r, old, new)| {
+                    let outcome = match lines.iter().find(|l| &l.to == r) {
+                        Some(l) if l.ok() => RefOutcome::Pushed {
+                            old: old.clone(),
+                            new: new.clone(),
+                        },
+                        Some(l) => RefOutcome::Failed {
+                            error: format!("{} refused it: {}", target.name, l.summary),
+                        },
+                        None => RefOutcome::Failed {
+                            error: format!("{} did not report {r}", target.name),
+                        },
+                    };
+                    (r.clone(), outcome)
+                })
+                .collect(),
+        )
+    }
+
+    /// The follower now holds what was pushed: record it as last seen, so
+    /// lag and the next lease start from the truth without a re-fetch.
+    pub async fn remember(
+        &self,
+        target: &str,
+        outcomes: &[(String, RefOutcome)],
+    ) -> Result<(), GitError> {
+        for (r, o) in outcomes {
             if let RefOutcome::Pushed { new, .. } = o {
-                let local = format!(
-                    "refs/qmoi/{}/{}",
-                    target.name,
-                    r.trim_start_matches("refs/")
-                );
+                let local = format!("refs/qmoi/{target}/{}", r.trim_start_matches("refs/"));
                 self.git(&["update-ref", &local, new], "update-ref").await?;
             }
         }
-        Ok(results)
+        Ok(())
     }
+}
+
+/// One ref to push: (ref, the follower's SHA or none, the new SHA).
+pub type Update = (String, Option<String>, String);
+
+/// What one `git push` said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushAnswer {
+    /// Per ref, as git reported it.
+    Refs(Vec<(String, RefOutcome)>),
+    /// Nothing reached the follower (refused connection, unknown host,
+    /// authentication, git could not run).
+    Refused(String),
+    /// It may have acted: a timeout, or a connection that broke mid-push.
+    NoAnswer(String),
+}
+
+/// Whether git's stderr shows the push never reached the follower.
+fn never_reached(stderr: &str) -> bool {
+    let s = stderr.to_lowercase();
+    [
+        "connection refused",
+        "could not resolve host",
+        "unable to connect",
+        "authentication failed",
+        "returned error: 401",
+        "returned error: 403",
+        "returned error: 404",
+        "repository not found",
+        "does not appear to be a git repository",
+        "unable to look up",
+        "no route to host",
+    ]
+    .iter()
+    .any(|m| s.contains(m))
 }
 
 /// Decides and pushes what `target` needs from `primary` (the refs of the
 /// active primary, already fetched as `source`).
 pub async fn to_follower(
+    book: &PushLedger<'_>,
     cache: &Cache,
     source: &str,
     primary: &Refs,
@@ -265,17 +324,8 @@ pub async fn to_follower(
             },
         }
     }
-    match cache.push(source, target, creds, &updates).await {
-        Ok(pushed) => out.extend(pushed.into_iter().map(|(r, o)| result(&r, o))),
-        Err(e) => out.extend(updates.iter().map(|(r, _, _)| {
-            result(
-                r,
-                RefOutcome::Failed {
-                    error: e.to_string(),
-                },
-            )
-        })),
-    }
+    let pushed = super::push::push(book, cache, source, target, creds, &updates).await;
+    out.extend(pushed.into_iter().map(|(r, o)| result(&r, o)));
     out.sort_by(|a, b| a.git_ref.cmp(&b.git_ref));
     out
 }
