@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gitlab::GitLabServer;
 use support::mail::{client_reply, header, text_body, MailServer};
-use support::slack::SlackServer;
+use support::slack::{Hang, SlackServer};
 use support::*;
 
 const USERS: &[&str] = &["bot:botpw", "master:masterpw", "alice:alicepw"];
@@ -105,7 +105,18 @@ fn failures(bot: &TestBot, channel: &str) -> usize {
 /// Moves the clock attempt by attempt while `channel` keeps failing, until
 /// the clock has passed `end`; returns the failed attempts.
 async fn drive_failures(bot: &TestBot, clock: &ManualClock, channel: &str, end: DateTime<Utc>) {
-    until("a first failed attempt", || failures(bot, channel) >= 1).await;
+    // An attempt is logged before its item is saved: wait for both.
+    let saved = || {
+        let attempts: usize = pending(bot, channel)
+            .iter()
+            .map(|i| i.attempts as usize)
+            .sum();
+        attempts >= failures(bot, channel)
+    };
+    until("a first failed attempt", || {
+        failures(bot, channel) >= 1 && saved()
+    })
+    .await;
     while clock.now() < end {
         let before = failures(bot, channel);
         let next = pending(bot, channel)
@@ -116,7 +127,7 @@ async fn drive_failures(bot: &TestBot, clock: &ManualClock, channel: &str, end: 
             .expect("a retrying item");
         clock.set(next);
         until("the next failed attempt", || {
-            failures(bot, channel) > before
+            failures(bot, channel) > before && saved()
         })
         .await;
     }
@@ -247,6 +258,67 @@ async fn slack_503_for_longer_than_the_old_limit_then_delivered_once() {
     bot.stop().await;
 }
 
+/// A Slack post whose answer never comes is an unknown outcome: before any
+/// resend, qmoi looks the message up by its metadata. Hung after Slack did
+/// the work → found, not posted again; hung before → not found, posted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_post_that_times_out_is_looked_up_before_any_resend() {
+    for (hang, calls) in [(Hang::After, 1), (Hang::Before, 2)] {
+        let slack = SlackServer::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let clock = ManualClock::new(t0());
+        let mut c = config(dir.path(), None, &["slack"]);
+        with_slack(&mut c, &slack);
+        c.slack.request_timeout_secs = 10;
+        slack.hang_next("chat.postMessage", hang, 1);
+        let bot = TestBot::start_with_clock(c, clock.clone()).await;
+        fix(&bot, 1).await;
+        slack
+            .wait("the first post", |s| s.calls("chat.postMessage").len() == 1)
+            .await;
+        // The call hangs; its deadline is on the moved clock.
+        clock.advance(Duration::from_secs(10));
+        until("the unknown outcome logged and kept on the item", || {
+            let logged = log(&bot, "slack")
+                .iter()
+                .any(|e| e.detail.contains("outcome unknown"));
+            logged
+                && pending(&bot, "slack")
+                    .iter()
+                    .any(|i| i.unknown_since.is_some())
+        })
+        .await;
+        let retry = pending(&bot, "slack");
+        assert!(
+            retry[0].next_attempt_at > clock.now(),
+            "the next attempt counts from the timeout: {retry:?}"
+        );
+        drain(&bot, &clock, "slack").await;
+
+        assert_eq!(slack.calls("conversations.history").len(), 1, "{hang:?}");
+        assert_eq!(slack.calls("chat.postMessage").len(), calls, "{hang:?}");
+        let posted = slack.posted();
+        assert_eq!(posted.len(), 1, "{hang:?}: posted once: {posted:?}");
+        let d = deliveries(&bot, 1).await;
+        assert_eq!(d[0]["state"], "sent", "{hang:?}: {d:?}");
+        // Answers in the thread reach the notification.
+        let thread = format!("C0CI:{}", posted[0].ts);
+        assert_eq!(
+            bot.store()
+                .notification_for_thread("slack", &thread)
+                .expect("thread"),
+            Some(1),
+            "{hang:?}"
+        );
+        let unknown = log(&bot, "slack")
+            .iter()
+            .filter(|e| e.detail.contains("outcome unknown"))
+            .count();
+        assert_eq!(unknown, 1, "{hang:?}: {:?}", log(&bot, "slack"));
+        bot.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_blocks_gets_the_short_form_posted() {
     let slack = SlackServer::start().await;
@@ -359,6 +431,47 @@ async fn invalid_auth_goes_to_email_annotated_and_the_email_answer_works() {
         .find(|s| s["channel"] == "slack" && s["kind"] == "notification")
         .expect("slack item");
     assert_eq!(on_slack["fallback"]["channel"], "email", "{d:?}");
+    bot.stop().await;
+}
+
+/// The startup check logs in to IMAP too: a refused login makes the email
+/// channel loud (health, metric) while mail still goes out, and a sent mail
+/// does not clear it (sending says nothing about reading answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_imap_login_is_found_at_startup_and_stays_visible() {
+    let mail = MailServer::start(USERS, "");
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = ManualClock::new(t0());
+    let mut c = config(dir.path(), None, &["email"]);
+    with_email(&mut c, &mail);
+    c.email.imap_password = Some(Secret::new("not-the-password"));
+    let bot = TestBot::start_with_clock(c, clock.clone()).await;
+    let notifier = bot.running.as_ref().expect("running").notifier.clone();
+    until("the IMAP login refused at startup", || {
+        notifier.health().broken("email").is_some()
+    })
+    .await;
+    let broken = notifier.health().broken("email").expect("broken");
+    assert!(broken.inbound, "{broken:?}");
+    assert!(broken.reason.contains("IMAP login refused"), "{broken:?}");
+    assert!(broken.fix.contains("email.imap_password"), "{broken:?}");
+    assert!(
+        bot.metrics_text()
+            .await
+            .contains("qmoi_channel_broken{channel=\"email\"} 1"),
+        "{}",
+        bot.metrics_text().await
+    );
+    fix(&bot, 1).await;
+    mail.wait_mail("master", "", 1).await;
+    until("the email delivery recorded", || {
+        log(&bot, "email").iter().any(|e| e.ok)
+    })
+    .await;
+    assert!(
+        notifier.health().broken("email").is_some(),
+        "a sent mail does not clear a refused IMAP login"
+    );
     bot.stop().await;
 }
 

@@ -450,6 +450,25 @@ async fn slash_commands_are_registered_once_and_again_only_when_changed() {
     for c in ["approve", "reject", "retry", "silence", "status", "help"] {
         assert!(subs.contains(&c), "{c} in {subs:?}");
     }
+    // Choices from commands/silence.toml, accepted by the server's checks.
+    let silence = registered[0]["options"]
+        .as_array()
+        .and_then(|subs| subs.iter().find(|s| s["name"] == "silence"))
+        .expect("silence");
+    let duration = silence["options"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["name"] == "for"))
+        .expect("for");
+    assert_eq!(duration["type"], 3);
+    let choices = duration["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 8, "{choices:?}");
+    assert!(
+        choices.contains(&serde_json::json!({"name": "2 hours", "value": "2h"})),
+        "{choices:?}"
+    );
+    assert!(d
+        .registered(&format!("guild:{}", dc::GUILD_ID))
+        .is_some_and(|r| r[0]["options"] == registered[0]["options"]));
     bot.stop().await;
 
     // What `qmoi discord register` and every later start do: compare first.
@@ -562,6 +581,19 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Every 429 answered is an invalid request toward Discord's ban
+    // threshold, and /metrics says how many there were.
+    let answered_429 = d.answered_429() as f64;
+    assert!(answered_429 >= 4.0, "{answered_429}");
+    assert_eq!(
+        bot.metric("qmoi_discord_invalid_requests_total").await,
+        Some(answered_429)
+    );
+    assert_eq!(
+        bot.metric("qmoi_discord_invalid_requests_recent").await,
+        Some(answered_429)
+    );
+    assert_eq!(bot.metric("qmoi_discord_invalid_alarm").await, Some(0.0));
     bot.stop().await;
 }
 
@@ -617,6 +649,16 @@ async fn a_silent_gateway_is_rebuilt_by_the_watchdog_and_clicks_work_after() {
             .is_empty()
     })
     .await;
+
+    assert_eq!(
+        bot.metric("qmoi_discord_gateway_watchdog_restarts_total")
+            .await,
+        Some(1.0)
+    );
+    assert!(bot
+        .metric("qmoi_discord_gateway_sessions_total")
+        .await
+        .is_some_and(|n| n >= 2.0));
 
     // A dropped socket: serenity reconnects and resumes by itself.
     d.drop_sockets();

@@ -403,15 +403,7 @@ async fn bad_requests_are_refused_and_store_nothing() {
         0,
         "nothing stored"
     );
-    let metrics = bot
-        .http
-        .get(format!("{}/metrics", bot.base))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let metrics = bot.metrics_text().await;
     assert!(
         metrics
             .contains("qmoi_webhooks_rejected_total{endpoint=\"gitlab\",reason=\"bad_token\"} 2"),

@@ -28,6 +28,10 @@ impl Action for Help {
                     if !s.aliases.is_empty() {
                         let _ = write!(out, "\nAlso: {}", s.aliases.join(", "));
                     }
+                    for a in s.args.iter().filter(|a| !a.choices.is_empty()) {
+                        let labels: Vec<&str> = a.choices.iter().map(|c| c.value()).collect();
+                        let _ = write!(out, "\n{}: one of {}", a.name, labels.join(", "));
+                    }
                     if s.confirm {
                         out.push_str("\nAsks for a confirmation code before it runs.");
                     }

@@ -12,7 +12,7 @@ mod parse;
 mod spec;
 
 pub use parse::{parse_duration, ArgValue, ParseError, Parsed, Unsure};
-pub use spec::{ArgKind, ArgSpec, CommandSpec, Registry, RegistryError};
+pub use spec::{ArgKind, ArgSpec, Choice, CommandSpec, Registry, RegistryError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -688,6 +688,14 @@ fn parse_args(
             }
         };
         match (value, &arg.default) {
+            (Some(v), _) if !arg.allows(&v.as_text()) => {
+                let one_of: Vec<&str> = arg.choices.iter().map(|c| c.value()).collect();
+                return Err(bad(format!(
+                    "'{}' is not one of: {}",
+                    v.as_text(),
+                    one_of.join(", ")
+                )));
+            }
             (Some(v), _) => {
                 args.insert(arg.name.clone(), v);
             }
@@ -849,6 +857,12 @@ mod tests {
         assert_eq!(parse_duration("soon"), None);
         let parsed = p("silence 3 2h").expect("parses");
         assert_eq!(parsed.text("for").as_deref(), Some("2h"));
+        // silence's `for` has choices in commands/silence.toml: others are refused.
+        let e = p("silence 3 90m")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("'90m' is not one of: 15m, 30m, 1h, 2h"), "{e}");
     }
 
     #[test]

@@ -76,6 +76,113 @@ pub struct ArgSpec {
     /// Value used when absent.
     #[serde(default)]
     pub default: Option<String>,
+    /// The only values it takes (`choices = ["30m", "1h"]`, or
+    /// `{ label = "1 hour", value = "1h" }`): offered as Discord's option
+    /// choices, listed by `help`, and anything else is refused by the parser.
+    #[serde(default)]
+    pub choices: Vec<Choice>,
+}
+
+/// One allowed value of an argument.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Choice {
+    /// The value is its own label.
+    Value(String),
+    /// A label shown to people and the value the command gets.
+    Labeled {
+        /// Shown in pickers (Discord) and `help`.
+        label: String,
+        /// What the command receives.
+        value: String,
+    },
+}
+
+impl Choice {
+    /// What the command receives.
+    pub fn value(&self) -> &str {
+        match self {
+            Choice::Value(v) | Choice::Labeled { value: v, .. } => v,
+        }
+    }
+
+    /// What people see.
+    pub fn label(&self) -> &str {
+        match self {
+            Choice::Value(v) | Choice::Labeled { label: v, .. } => v,
+        }
+    }
+}
+
+/// Discord's limits on option choices (the strictest platform's).
+pub const MAX_CHOICES: usize = 25;
+/// Longest choice label or value, in characters.
+pub const MAX_CHOICE_CHARS: usize = 100;
+
+impl ArgSpec {
+    /// Whether `value` is one of the choices (any value when there are none).
+    pub fn allows(&self, value: &str) -> bool {
+        self.choices.is_empty()
+            || self
+                .choices
+                .iter()
+                .any(|c| c.value().eq_ignore_ascii_case(value))
+    }
+
+    /// Why the choices cannot work, if they cannot: each must be a value of
+    /// the argument's kind, within Discord's limits, once; a default must be
+    /// one of them.
+    fn choices_problem(&self) -> Option<String> {
+        if self.choices.is_empty() {
+            return None;
+        }
+        let arg = &self.name;
+        if matches!(self.kind, ArgKind::Notification | ArgKind::Text) {
+            return Some(format!(
+                "argument '{arg}': choices are for word, int and duration arguments"
+            ));
+        }
+        if self.choices.len() > MAX_CHOICES {
+            return Some(format!(
+                "argument '{arg}': {} choices (at most {MAX_CHOICES})",
+                self.choices.len()
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.choices {
+            let (label, value) = (c.label(), c.value());
+            let fits = match self.kind {
+                ArgKind::Int => value.parse::<u64>().is_ok(),
+                ArgKind::Duration => parse::parse_duration(value).is_some(),
+                _ => value.split_whitespace().count() == 1,
+            };
+            if !fits {
+                return Some(format!(
+                    "argument '{arg}': choice '{value}' is not a {:?} value",
+                    self.kind
+                ));
+            }
+            if label.trim().is_empty()
+                || label.chars().count() > MAX_CHOICE_CHARS
+                || value.chars().count() > MAX_CHOICE_CHARS
+            {
+                return Some(format!(
+                    "argument '{arg}': choice '{value}' needs a label and value of 1 to {MAX_CHOICE_CHARS} characters"
+                ));
+            }
+            if !seen.insert(value.to_lowercase()) {
+                return Some(format!(
+                    "argument '{arg}': choice '{value}' is listed twice"
+                ));
+            }
+        }
+        match &self.default {
+            Some(d) if !self.allows(d) => Some(format!(
+                "argument '{arg}': its default '{d}' is not one of its choices"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Argument types the one parser understands.
@@ -180,6 +287,12 @@ impl Registry {
                     reason: format!("name '{}' must be one word", spec.name),
                 });
             }
+            if let Some(reason) = spec.args.iter().find_map(ArgSpec::choices_problem) {
+                return Err(RegistryError::Invalid {
+                    file: file.clone(),
+                    reason,
+                });
+            }
             if let Err(e) = minijinja::Environment::new().template_from_str(&spec.reply) {
                 return Err(RegistryError::Invalid {
                     file: file.clone(),
@@ -279,5 +392,77 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(err.contains("'go' is claimed by both a and b"), "{err}");
+    }
+
+    fn with_arg(arg: &str) -> Result<Registry, RegistryError> {
+        let text = format!("name='s'\nsummary='x'\nusage='s'\nroles=['master']\naction='help'\nreply='x'\n[[args]]\n{arg}\n");
+        Registry::from_files(vec![("s.toml".into(), text)])
+    }
+
+    #[test]
+    fn choices_load_as_plain_or_labelled_values() {
+        let r = with_arg(
+            "name='for'\nkind='duration'\ndefault='1h'\nchoices=['30m', { label = '1 hour', value = '1h' }]",
+        )
+        .expect("valid");
+        let arg = &r.get("s").expect("s").args[0];
+        let pairs: Vec<(&str, &str)> = arg.choices.iter().map(|c| (c.label(), c.value())).collect();
+        assert_eq!(pairs, vec![("30m", "30m"), ("1 hour", "1h")]);
+        assert!(arg.allows("1H") && !arg.allows("2h"));
+        let silence = Registry::builtin().expect("builtin");
+        let arg = &silence.get("silence").expect("silence").args[1];
+        assert!(arg.allows("2h") && arg.choices.len() == 8);
+    }
+
+    #[test]
+    fn choices_that_cannot_work_are_refused_with_the_reason() {
+        let refused = |arg: &str| {
+            with_arg(arg)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        for (arg, why) in [
+            (
+                "name='n'\nkind='duration'\nchoices=['soon']",
+                "'soon' is not a Duration value",
+            ),
+            (
+                "name='n'\nkind='int'\nchoices=['1', 'x']",
+                "'x' is not a Int value",
+            ),
+            (
+                "name='n'\nkind='word'\nchoices=['a b']",
+                "'a b' is not a Word value",
+            ),
+            (
+                "name='n'\nkind='text'\nchoices=['a']",
+                "choices are for word, int and duration",
+            ),
+            (
+                "name='n'\nkind='word'\nchoices=['a', 'A']",
+                "'A' is listed twice",
+            ),
+            (
+                "name='n'\nkind='word'\ndefault='c'\nchoices=['a', 'b']",
+                "default 'c' is not one of its choices",
+            ),
+            (
+                "name='n'\nkind='word'\nchoices=[{ label = '', value = 'a' }]",
+                "needs a label and value of 1 to 100",
+            ),
+        ] {
+            let e = refused(arg);
+            assert!(
+                e.starts_with("s.toml: argument 'n'") && e.contains(why),
+                "{arg}: {e}"
+            );
+        }
+        let many: Vec<String> = (0..26).map(|i| format!("'w{i}'")).collect();
+        let e = refused(&format!(
+            "name='n'\nkind='word'\nchoices=[{}]",
+            many.join(",")
+        ));
+        assert!(e.contains("26 choices (at most 25)"), "{e}");
     }
 }

@@ -178,6 +178,9 @@ pub struct SlackConfig {
     pub api_url: String,
     /// Messages per second per channel (Slack allows about one).
     pub per_channel_per_sec: u32,
+    /// Upper bound for one Web API call. A post that times out may still
+    /// have arrived: it is looked up (by its metadata) before any resend.
+    pub request_timeout_secs: u64,
     /// This many new notifications at once for one channel are posted in
     /// the thread of one parent message instead of one by one.
     pub burst_threshold: usize,
@@ -198,6 +201,7 @@ impl Default for SlackConfig {
             routes: BTreeMap::new(),
             api_url: "https://slack.com/api/".into(),
             per_channel_per_sec: 1,
+            request_timeout_secs: 10,
             burst_threshold: 3,
             command: "/qmoi".into(),
             public_url: "https://qmoi.example.com".into(),
@@ -392,6 +396,9 @@ pub struct NotifyConfig {
     /// Per event kind (`fix_proposed`, `job_failed`, …): seconds after which
     /// an unanswered question expires with a final notice.
     pub expire_after_secs: BTreeMap<String, u64>,
+    /// Per channel (`email = 4`): how many messages its worker delivers at
+    /// once (default 1). Messages about one notification still go in order.
+    pub concurrency: BTreeMap<String, usize>,
 }
 
 /// Engine settings.
@@ -536,6 +543,7 @@ impl Default for NotifyConfig {
             escalate_after_secs: 14_400,
             escalate_to: Vec::new(),
             expire_after_secs: BTreeMap::new(),
+            concurrency: BTreeMap::new(),
         }
     }
 }

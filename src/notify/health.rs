@@ -31,6 +31,10 @@ pub struct Broken {
     pub fix: String,
     /// Since when.
     pub since: DateTime<Utc>,
+    /// Only the inbound side is broken (answers cannot be read; sending
+    /// works): a successful delivery does not clear it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inbound: bool,
 }
 
 /// Broken channels, by name.
@@ -55,31 +59,29 @@ impl Health {
     }
 
     /// Marks `channel` broken; true when it was not already.
-    fn mark_broken(&self, channel: &str, reason: &str, fix: &str, now: DateTime<Utc>) -> bool {
+    fn mark_broken(&self, channel: &str, why: Broken) -> bool {
         let mut map = self.broken.lock().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(channel) {
             Some(b) => {
-                b.reason = reason.to_string();
-                b.fix = fix.to_string();
+                b.reason = why.reason;
+                b.fix = why.fix;
+                b.inbound &= why.inbound;
                 false
             }
             None => {
-                map.insert(
-                    channel.to_string(),
-                    Broken {
-                        reason: reason.to_string(),
-                        fix: fix.to_string(),
-                        since: now,
-                    },
-                );
+                map.insert(channel.to_string(), why);
                 true
             }
         }
     }
 
-    /// Clears `channel`; returns what was wrong, if anything.
+    /// Clears `channel` after a delivery went through (not a broken inbound
+    /// side: sending says nothing about it); returns what was wrong.
     fn mark_ok(&self, channel: &str) -> Option<Broken> {
         let mut map = self.broken.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(channel).is_some_and(|b| b.inbound) {
+            return None;
+        }
         map.remove(channel)
     }
 }
@@ -93,20 +95,29 @@ impl Notifier {
             let Some(adapter) = self.channel(&name) else {
                 continue;
             };
-            let check = tokio::time::timeout(CHECK_TIMEOUT, adapter.check()).await;
-            let result = check.unwrap_or_else(|_| {
-                Err(DeliveryError::Retryable {
-                    reason: format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
-                    retry_after: None,
-                })
-            });
-            match result {
-                Ok(()) => tracing::info!(channel = %name, "channel check passed"),
-                Err(DeliveryError::Broken { reason, fix }) => {
-                    self.channel_broken(&name, &reason, &fix);
-                }
-                Err(e) => {
-                    tracing::warn!(channel = %name, error = %e, "channel check could not reach the service; messages will wait and retry")
+            for inbound in [false, true] {
+                let check = if inbound {
+                    adapter.check_inbound()
+                } else {
+                    adapter.check()
+                };
+                let result = tokio::time::timeout(CHECK_TIMEOUT, check)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DeliveryError::Retryable {
+                            reason: format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
+                            retry_after: None,
+                        })
+                    });
+                let side = if inbound { "inbound" } else { "outbound" };
+                match result {
+                    Ok(()) => tracing::info!(channel = %name, side, "channel check passed"),
+                    Err(DeliveryError::Broken { reason, fix }) => {
+                        self.mark_channel(&name, &reason, &fix, inbound);
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %name, side, error = %e, "channel check could not reach the service; messages will wait and retry")
+                    }
                 }
             }
         }
@@ -115,11 +126,23 @@ impl Notifier {
     /// Marks `channel` broken: an error log naming it and the fix, a metric,
     /// and the fallback woken.
     pub(super) fn channel_broken(&self, channel: &str, reason: &str, fix: &str) {
-        if self
-            .health
-            .mark_broken(channel, reason, fix, self.clock.now())
-        {
-            tracing::error!(channel = %channel, reason = %reason, fix = %fix, "channel {channel} cannot deliver: {reason}. Fix: {fix}. Its messages go to notify.fallback meanwhile");
+        self.mark_channel(channel, reason, fix, false);
+    }
+
+    fn mark_channel(&self, channel: &str, reason: &str, fix: &str, inbound: bool) {
+        let why = Broken {
+            reason: reason.to_string(),
+            fix: fix.to_string(),
+            since: self.clock.now(),
+            inbound,
+        };
+        if self.health.mark_broken(channel, why) {
+            let what = if inbound {
+                "cannot read answers"
+            } else {
+                "cannot deliver"
+            };
+            tracing::error!(channel = %channel, reason = %reason, fix = %fix, "channel {channel} {what}: {reason}. Fix: {fix}. Its questions go to notify.fallback meanwhile");
             self.metrics.channel_broken(channel, true);
             self.timers_wake.notify_one();
         }
@@ -133,6 +156,9 @@ impl Notifier {
         }
     }
 }
+
+/// The channels qmoi has.
+const KNOWN: &[&str] = &["console", "email", "slack", "discord"];
 
 /// Why `name` cannot deliver with this config, if it cannot.
 fn undeliverable(config: &Config, name: &str) -> Option<String> {
@@ -172,6 +198,22 @@ pub fn deliverability_problems(config: &Config) -> Vec<(String, String)> {
             ));
         }
     }
+    for (channel, width) in &n.concurrency {
+        if !KNOWN.contains(&channel.as_str()) {
+            problems.push((
+                format!("notify.concurrency.{channel}"),
+                format!(
+                    "'{channel}' is not a channel qmoi knows ({})",
+                    KNOWN.join(", ")
+                ),
+            ));
+        } else if *width == 0 {
+            problems.push((
+                format!("notify.concurrency.{channel}"),
+                "must be at least 1".to_string(),
+            ));
+        }
+    }
     for (i, who) in n.escalate_to.iter().enumerate() {
         if !config.people.iter().any(|p| &p.name == who) {
             problems.push((
@@ -193,7 +235,14 @@ mod tests {
         assert!(deliverability_problems(&c).is_empty());
         c.notify.escalate_to = vec!["nobody".into()];
         c.notify.fallback = vec!["email".into()];
+        c.notify.concurrency = [("emial".to_string(), 4), ("slack".to_string(), 0)].into();
         let p = deliverability_problems(&c);
+        assert!(p
+            .iter()
+            .any(|(k, m)| k == "notify.concurrency.emial" && m.contains("not a channel")));
+        assert!(p
+            .iter()
+            .any(|(k, m)| k == "notify.concurrency.slack" && m.contains("at least 1")));
         assert!(p
             .iter()
             .any(|(k, m)| k == "notify.escalate_to[0]" && m.contains("nobody")));

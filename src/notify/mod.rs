@@ -88,6 +88,12 @@ pub enum DeliveryError {
     /// channel itself works.
     #[error("{0}")]
     Permanent(String),
+    /// The call was sent but no answer came (a timeout, a connection lost
+    /// mid-request): the message may or may not have arrived. Never resent
+    /// blindly — the next attempt first asks the channel to
+    /// [`Channel::reconcile`] it.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
     /// Nothing can be delivered on this channel until an operator fixes it
     /// (bad token, missing channel, revoked permission).
     #[error("{reason}")]
@@ -125,6 +131,32 @@ pub trait Channel: Send + Sync {
     /// get an update replacing the buttons once a question is decided.
     fn edits_messages(&self) -> bool {
         false
+    }
+
+    /// After an attempt whose outcome is unknown ([`DeliveryError::Unknown`]):
+    /// whether message `id` arrived after all — `Some` with its reference if
+    /// it did, `None` if it did not (it is then sent again). The default,
+    /// for channels that cannot look, refuses: the message is not resent and
+    /// goes to the fallback, marked, instead of perhaps arriving twice.
+    async fn reconcile(
+        &self,
+        _id: u64,
+        _message: &Outgoing,
+    ) -> Result<Option<Delivered>, DeliveryError> {
+        Err(DeliveryError::Permanent(format!(
+            "{} cannot check whether an unanswered attempt arrived; not resent",
+            self.name()
+        )))
+    }
+
+    /// A startup check of the channel's inbound side (the IMAP login that
+    /// reads email answers). `Broken` is as loud as [`Channel::check`]'s
+    /// (error log with the fix, `qmoi_channel_broken`) and, like it, sends
+    /// the channel's still undelivered messages to the fallback; sending
+    /// keeps going, and a sent message does not clear it — a restart with
+    /// the fix does.
+    async fn check_inbound(&self) -> Result<(), DeliveryError> {
+        Ok(())
     }
 
     /// A startup check that the channel can deliver at all (Slack
@@ -199,6 +231,11 @@ impl Notifier {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The metrics deliveries are counted in (channels add their own series).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The people escalations can reach (`notify.escalate_to` names them);
@@ -501,6 +538,7 @@ impl Notifier {
             degraded: false,
             fallback: None,
             fallback_for: None,
+            unknown_since: None,
         })
     }
 

@@ -10,7 +10,9 @@
 //! Within a channel, messages about one notification go out in order (a
 //! report waits for its notification), and the whole channel backs off when
 //! the service itself fails (a network error, a 5xx) rather than hammering
-//! it message by message. A message is retried until `notify.retry_horizon_secs`
+//! it message by message. `notify.concurrency` lets a worker deliver that
+//! many notifications' messages at once (an SMTP pool sends in parallel;
+//! Slack's per-channel pacing still applies inside its adapter). A message is retried until `notify.retry_horizon_secs`
 //! after it was queued — the outbox item carries its attempts and times, so
 //! a restart continues the same schedule.
 
@@ -19,6 +21,7 @@ use crate::store::{
     seq_key, trees, AuditEntry, DeliveryLogEntry, MessageKind, OutboxItem, OutboxStatus, Store,
 };
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,33 +154,67 @@ impl Notifier {
             self.store.durable().await?;
         }
         let items = group_burst(&self.store, adapter.as_ref(), items, now).await?;
+        let attempted = items.iter().filter(|i| i.next_attempt_at <= now).count();
+        let width = self.concurrency(channel);
+        let held: std::sync::Mutex<Option<DateTime<Utc>>> = std::sync::Mutex::new(None);
+        let runs: Vec<Result<Option<DateTime<Utc>>, NotifyError>> =
+            futures::stream::iter(in_order_per_notification(items))
+                .map(|queue| self.run_queue(&adapter, queue, now, &held))
+                .buffer_unordered(width)
+                .collect()
+                .await;
         let mut next = None;
-        let mut blocked: HashSet<u64> = HashSet::new();
-        let mut attempted = 0;
-        for item in items {
-            let nid = item.message.notification;
-            if nid.is_some_and(|n| blocked.contains(&n)) {
-                continue;
-            }
-            if item.next_attempt_at > now {
-                blocked.extend(nid);
-                next = earliest(next, item.next_attempt_at);
-                continue;
-            }
-            attempted += 1;
-            if let Outcome::Later { at, hold: whole } = self.deliver_one(&adapter, item).await? {
-                blocked.extend(nid);
+        for run in runs {
+            if let Some(at) = run? {
                 next = earliest(next, at);
-                if whole {
-                    *hold = Some(at);
-                    break;
-                }
             }
+        }
+        if let Some(at) = *held.lock().unwrap_or_else(|p| p.into_inner()) {
+            *hold = Some(at);
         }
         if attempted > 0 {
             self.store.durable().await?;
         }
         Ok(next)
+    }
+
+    /// How many messages `channel`'s worker delivers at once.
+    fn concurrency(&self, channel: &str) -> usize {
+        self.config
+            .concurrency
+            .get(channel)
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Delivers one notification's due messages in order, stopping at the
+    /// first that must wait (the rest wait behind it) or when the whole
+    /// channel is told to back off (`held`, shared by the queues running
+    /// alongside). Returns when this queue is due next.
+    async fn run_queue(
+        &self,
+        adapter: &Arc<dyn Channel>,
+        queue: Vec<OutboxItem>,
+        now: DateTime<Utc>,
+        held: &std::sync::Mutex<Option<DateTime<Utc>>>,
+    ) -> Result<Option<DateTime<Utc>>, NotifyError> {
+        for item in queue {
+            if let Some(at) = *held.lock().unwrap_or_else(|p| p.into_inner()) {
+                return Ok(Some(at));
+            }
+            if item.next_attempt_at > now {
+                return Ok(Some(item.next_attempt_at));
+            }
+            if let Outcome::Later { at, hold: whole } = self.deliver_one(adapter, item).await? {
+                if whole {
+                    let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                    *h = Some(h.map_or(at, |h| h.max(at)));
+                }
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
     }
 
     /// One attempt at one message, and what follows from its result.
@@ -188,8 +225,10 @@ impl Notifier {
     ) -> Result<Outcome, NotifyError> {
         resolve_thread(&self.store, &mut item)?;
         let message = self.with_recovery_note(&item);
+        let result = self.attempt(adapter, &mut item, &message).await;
+        // After the call: it may have taken until its timeout, and the next
+        // attempt is counted from its end.
         let now = self.clock.now();
-        let result = adapter.deliver(item.id, &message).await;
         if let Err(DeliveryError::Held { scope, retry_after }) = &result {
             // Not an attempt: the platform was never called, and nothing is
             // written (the window lives in memory; the item stays due).
@@ -240,6 +279,12 @@ impl Notifier {
                     hold: false,
                 })
             }
+            Err(DeliveryError::Unknown(reason)) => {
+                // Maybe delivered: the next attempt looks before it sends.
+                item.unknown_since.get_or_insert(now);
+                self.metrics.delivery(&item.channel, "unknown");
+                self.retry_or_fail(item, format!("outcome unknown: {reason}"), None, now)
+            }
             Err(DeliveryError::Refused(reason)) => {
                 self.fail(item, format!("refused even in its short form: {reason}"))
             }
@@ -258,6 +303,30 @@ impl Notifier {
             }
             Err(DeliveryError::Held { .. }) => Ok(Outcome::Done),
         }
+    }
+
+    /// Sends `message`, unless an earlier attempt went unanswered: then the
+    /// channel first says whether that one arrived, and only a message it
+    /// did not find is sent again (a timeout is never resent blindly).
+    async fn attempt(
+        &self,
+        adapter: &Arc<dyn Channel>,
+        item: &mut OutboxItem,
+        message: &crate::store::Outgoing,
+    ) -> Result<super::Delivered, DeliveryError> {
+        if let Some(since) = item.unknown_since {
+            match adapter.reconcile(item.id, message).await? {
+                Some(found) => {
+                    tracing::info!(channel = %item.channel, id = item.id, since = %since, "an unanswered attempt had arrived; not sent again");
+                    return Ok(found);
+                }
+                None => {
+                    tracing::info!(channel = %item.channel, id = item.id, since = %since, "an unanswered attempt did not arrive; sending again");
+                    item.unknown_since = None;
+                }
+            }
+        }
+        adapter.deliver(item.id, message).await
     }
 
     /// Schedules the next attempt, or gives up past the horizon.
@@ -374,6 +443,27 @@ impl Notifier {
     }
 }
 
+/// Splits a channel's items, oldest first, into one queue per notification
+/// (messages without one are queues of their own), in order of their oldest
+/// message: queues may run side by side, a queue's messages one by one.
+fn in_order_per_notification(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
+    let mut queues: Vec<Vec<OutboxItem>> = Vec::new();
+    let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for item in items {
+        match item.message.notification {
+            Some(n) => match at.get(&n) {
+                Some(&q) => queues[q].push(item),
+                None => {
+                    at.insert(n, queues.len());
+                    queues.push(vec![item]);
+                }
+            },
+            None => queues.push(vec![item]),
+        }
+    }
+    queues
+}
+
 /// The channel's pending items, oldest first (from the memory's index of
 /// deliveries by state and channel).
 fn pending_on(store: &Store, channel: &str) -> Result<Vec<OutboxItem>, NotifyError> {
@@ -440,4 +530,145 @@ fn with_marks(item: &OutboxItem, stored: Option<&OutboxItem>) -> OutboxItem {
         next.fallback = stored.and_then(|s| s.fallback.clone());
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::command::Registry;
+    use crate::config::NotifyConfig;
+    use crate::notify::{Delivered, Templates};
+    use crate::store::Outgoing;
+    use async_trait::async_trait;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio::sync::Barrier;
+
+    /// A channel that records how many deliveries are in flight, overall
+    /// and per notification; the first `together` wait for each other.
+    struct Gate {
+        barrier: Barrier,
+        waiting: Mutex<HashSet<u64>>,
+        in_flight: Mutex<(usize, usize, HashMap<u64, usize>)>,
+        overlapped: Mutex<Vec<u64>>,
+        done: tokio::sync::mpsc::UnboundedSender<u64>,
+    }
+
+    #[async_trait]
+    impl Channel for Gate {
+        fn name(&self) -> &str {
+            "console"
+        }
+        async fn deliver(&self, id: u64, m: &Outgoing) -> Result<Delivered, DeliveryError> {
+            let n = m.notification.unwrap_or(0);
+            {
+                let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                f.0 += 1;
+                f.1 = f.1.max(f.0);
+                let per = f.2.entry(n).or_default();
+                *per += 1;
+                if *per > 1 {
+                    self.overlapped
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(n);
+                }
+            }
+            let waits = self
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&id);
+            if waits {
+                // Bounded: with fewer in flight this fails instead of hanging.
+                let _ = tokio::time::timeout(Duration::from_secs(10), self.barrier.wait()).await;
+            }
+            let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            f.0 -= 1;
+            *f.2.entry(n).or_default() -= 1;
+            let _ = self.done.send(id);
+            Ok(Delivered::default())
+        }
+    }
+
+    fn message(notification: u64) -> Outgoing {
+        Outgoing {
+            notification: Some(notification),
+            kind: MessageKind::Report,
+            thread: Some("console".into()),
+            subject: String::new(),
+            body: format!("about #{notification}"),
+            answers: Vec::new(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_channel_delivers_as_many_notifications_at_once_as_configured_one_by_one_within_each()
+    {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("store");
+        let config = NotifyConfig {
+            channels: vec!["console".into()],
+            concurrency: [("console".to_string(), 3)].into(),
+            remind_after_secs: 0,
+            ..NotifyConfig::default()
+        };
+        let notifier = Notifier::new(
+            store,
+            Arc::new(Templates::load(std::path::Path::new("/nonexistent")).expect("templates")),
+            Arc::new(Registry::builtin().expect("commands")),
+            config,
+        )
+        .with_clock(ManualClock::new(Utc::now()));
+        let (done, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Arc::new(Gate {
+            barrier: Barrier::new(3),
+            waiting: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new((0, 0, HashMap::new())),
+            overlapped: Mutex::new(Vec::new()),
+            done,
+        });
+        notifier.register(gate.clone());
+        // Items 1–3 are three notifications; 4 is a second message about
+        // notification 1 and must wait for item 1.
+        let ids: Vec<u64> = [1, 2, 3, 1]
+            .into_iter()
+            .map(|n| {
+                notifier
+                    .queue_direct("console", message(n))
+                    .expect("queued")
+            })
+            .collect();
+        gate.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(&ids[..3]);
+        let notifier = Arc::new(notifier);
+        let run = tokio::spawn(notifier.clone().run());
+        notifier.kick();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let id = tokio::time::timeout(Duration::from_secs(20), delivered.recv())
+                .await
+                .expect("all four delivered")
+                .expect("open");
+            got.push(id);
+        }
+        run.abort();
+        notifier.stop().await;
+        let max = gate.in_flight.lock().unwrap_or_else(|p| p.into_inner()).1;
+        assert_eq!(max, 3, "three notifications' messages in flight at once");
+        assert!(
+            gate.overlapped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty(),
+            "two messages about one notification overlapped"
+        );
+        let first = got.iter().position(|&i| i == ids[0]);
+        let second = got.iter().position(|&i| i == ids[3]);
+        assert!(first < second, "in order within a notification: {got:?}");
+    }
 }

@@ -14,6 +14,14 @@
 //! against the record it names (recomputing its terms) and delete the
 //! stale ones they meet, so extra entries cost one lookup, once.
 //!
+//! Every removal of an entry — a writer's of its old record's, a reader's of
+//! a stale one — is followed by `Store::settle`: the record as it is *now*
+//! gets its entries (again). Without it a reader racing a writer deleted the
+//! entry of a record being written (entry in, record not yet): the record
+//! then had no entry and was never found again — two of 2,000 deliveries
+//! waited in the outbox for good (issue #9's bench, `tests/delivery_index.rs`).
+//! With it, whoever removes last reads the record after the writer wrote it.
+//!
 //! A reader may also [`IndexHit::drop_entry`] an entry it knows can never
 //! match again (a question that was answered for good): the index forgets
 //! it until the record is written again.
@@ -170,14 +178,35 @@ impl Store {
         old: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let Some(old) = old else { return Ok(()) };
-        for def in self.indexes_of(tree) {
-            let keep = new.map(|n| (def.terms)(key, n)).unwrap_or_default();
-            let idx = self.tree(&def.tree_name())?;
-            for term in (def.terms)(key, old) {
-                if !keep.contains(&term) {
-                    idx.remove(entry_key(&term, key))?;
+        if let Some(old) = old {
+            for def in self.indexes_of(tree) {
+                let keep = new.map(|n| (def.terms)(key, n)).unwrap_or_default();
+                let idx = self.tree(&def.tree_name())?;
+                for term in (def.terms)(key, old) {
+                    if !keep.contains(&term) {
+                        idx.remove(entry_key(&term, key))?;
+                    }
                 }
+            }
+        }
+        self.settle(tree, key)
+    }
+
+    /// Gives the record now under `key` all its entries. Run after every
+    /// removal of entries: a concurrent writer may have written a record
+    /// that needs an entry just removed (see the module docs).
+    pub(super) fn settle(&self, tree: &str, key: &[u8]) -> Result<(), StoreError> {
+        let defs = self.indexes_of(tree);
+        if defs.is_empty() {
+            return Ok(());
+        }
+        let Some(current) = self.tree(tree)?.get(key)? else {
+            return Ok(());
+        };
+        for def in defs {
+            let idx = self.tree(&def.tree_name())?;
+            for term in (def.terms)(key, &current) {
+                idx.insert(entry_key(&term, key), key)?;
             }
         }
         Ok(())
@@ -214,6 +243,7 @@ impl Store {
                 .is_some_and(|v| (def.terms)(&key, v).iter().any(|t| t == entry_term));
             let Some(bytes) = current.filter(|_| live) else {
                 idx.remove(&entry)?;
+                self.settle(def.tree, &key)?;
                 continue;
             };
             let value = match decode(def.tree, &key, &bytes) {
@@ -262,6 +292,7 @@ impl Store {
                 out.push(key.to_vec());
             } else {
                 idx.remove(&entry)?;
+                self.settle(def.tree, &key)?;
             }
         }
         Ok(out)

@@ -607,6 +607,7 @@ mod tests {
                 degraded: false,
                 fallback: None,
                 fallback_for: None,
+                unknown_since: None,
             };
             s.put(trees::OUTBOX, &seq_key(id), &item).expect("outbox");
         }

@@ -370,7 +370,10 @@ impl Store {
             .tree(tree)?
             .compare_and_swap(key, None, Some(bytes.as_slice()))?
         {
-            Ok(()) => Ok(Claim::Won),
+            Ok(()) => {
+                self.settle(tree, key)?;
+                Ok(Claim::Won)
+            }
             Err(current) => match current {
                 Some(cur) => Ok(Claim::Taken(decode(tree, key, &cur)?)),
                 // Deleted between our read and write; treat as taken by nobody.

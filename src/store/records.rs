@@ -265,6 +265,10 @@ pub struct OutboxItem {
     /// This message is itself a fallback copy for a message on that channel.
     #[serde(default)]
     pub fallback_for: Option<FallbackNote>,
+    /// An attempt went unanswered at this time (a timeout): before any
+    /// resend, the channel is asked whether it arrived.
+    #[serde(default)]
+    pub unknown_since: Option<DateTime<Utc>>,
 }
 
 /// Why and where a message went to a fallback channel.

@@ -72,6 +72,7 @@ struct Inner {
     threads: HashSet<String>,
     commands: HashMap<String, Value>,
     faults: Vec<(String, Fault, usize)>,
+    answered_429: usize,
     next_id: u64,
     seq: u64,
     sessions: Vec<Session>,
@@ -257,7 +258,16 @@ impl DiscordServer {
             .iter()
             .position(|(n, _, left)| *left > 0 && key.contains(n.as_str()))?;
         g.faults[i].2 -= 1;
-        Some(g.faults[i].1.clone())
+        let f = g.faults[i].1.clone();
+        if matches!(f, Fault::RateLimited { .. }) {
+            g.answered_429 += 1;
+        }
+        Some(f)
+    }
+
+    /// How many calls were answered 429.
+    pub fn answered_429(&self) -> usize {
+        self.lock().answered_429
     }
 
     fn new_id(&self) -> String {
@@ -410,6 +420,9 @@ async fn rest(
             discord_json(StatusCode::OK, "commands", v)
         }
         ("PUT", ["applications", app, "guilds", guild, "commands"]) => {
+            if let Err(why) = check_commands(&body) {
+                return error(400, 50035, &format!("Invalid Form Body: {why}"));
+            }
             let echoed = echo_commands(&s, app, &body);
             s.lock()
                 .commands
@@ -422,12 +435,91 @@ async fn rest(
             s.registered("global").unwrap_or(json!([])),
         ),
         ("PUT", ["applications", app, "commands"]) => {
+            if let Err(why) = check_commands(&body) {
+                return error(400, 50035, &format!("Invalid Form Body: {why}"));
+            }
             let echoed = echo_commands(&s, app, &body);
             s.lock().commands.insert("global".into(), echoed.clone());
             discord_json(StatusCode::OK, "commands", echoed)
         }
         _ => error(404, 0, "404: Not Found"),
     }
+}
+
+/// Discord's rules for a bulk overwrite of chat-input commands (the
+/// application commands reference): names 1–32 lowercase, descriptions
+/// 1–100, ≤ 25 options, required options first, ≤ 25 choices only on
+/// string/integer/number options, choice names 1–100 and values of the
+/// option's type (strings ≤ 100), ≤ 8,000 characters of names,
+/// descriptions and values per command.
+fn check_commands(body: &Value) -> Result<(), String> {
+    let commands = body.as_array().ok_or("not an array")?;
+    for c in commands {
+        let mut chars = 0;
+        check_option(c, &mut chars)?;
+        if chars > 8000 {
+            return Err(format!(
+                "command {} has {chars} characters (max 8000)",
+                c["name"]
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_option(o: &Value, chars: &mut usize) -> Result<(), String> {
+    let len = |v: &Value| v.as_str().map(|s| s.chars().count()).unwrap_or(0);
+    let name = o["name"].as_str().unwrap_or("");
+    let name_ok = (1..=32).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|ch| ch.is_lowercase() || ch.is_numeric() || ch == '-' || ch == '_');
+    if !name_ok {
+        return Err(format!("bad name {name:?}"));
+    }
+    if !(1..=100).contains(&len(&o["description"])) {
+        return Err(format!("{name}: description must be 1-100 characters"));
+    }
+    *chars += len(&o["name"]) + len(&o["description"]);
+    let kind = o["type"].as_u64().unwrap_or(1);
+    if let Some(choices) = o["choices"].as_array() {
+        if !matches!(kind, 3 | 4 | 10) || choices.len() > 25 {
+            return Err(format!("{name}: choices on type {kind} or more than 25"));
+        }
+        for ch in choices {
+            if !(1..=100).contains(&len(&ch["name"])) {
+                return Err(format!("{name}: choice name must be 1-100 characters"));
+            }
+            let typed = match kind {
+                3 => ch["value"]
+                    .as_str()
+                    .is_some_and(|v| v.chars().count() <= 100),
+                4 => ch["value"].is_i64() || ch["value"].is_u64(),
+                _ => ch["value"].is_number(),
+            };
+            if !typed {
+                return Err(format!(
+                    "{name}: choice value {} is not of type {kind}",
+                    ch["value"]
+                ));
+            }
+            *chars += len(&ch["name"]) + ch["value"].to_string().chars().count();
+        }
+    }
+    let options = o["options"].as_array().cloned().unwrap_or_default();
+    if options.len() > 25 {
+        return Err(format!("{name}: more than 25 options"));
+    }
+    let mut optional_seen = false;
+    for opt in &options {
+        let required = opt["required"].as_bool().unwrap_or(false);
+        if required && optional_seen {
+            return Err(format!("{name}: required options must come first"));
+        }
+        optional_seen |= !required;
+        check_option(opt, chars)?;
+    }
+    Ok(())
 }
 
 /// Stored commands as Discord echoes them: with ids, version and defaults.

@@ -200,6 +200,13 @@ impl TestBot {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The value of the unlabelled series `name` in `/metrics`, if present.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     pub async fn api(&self, path: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .http

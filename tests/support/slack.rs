@@ -1,14 +1,16 @@
 //! A local Slack test server: the Web API methods qmoi uses
 //! (`chat.postMessage`, `chat.update`, `auth.test`, `apps.connections.open`), a
 //! `response_url` endpoint and a Socket Mode WebSocket, as documented by
-//! Slack. Every request is recorded; faults (429 + Retry-After, API errors)
-//! can be injected.
+//! Slack. Every request is recorded; faults (429 + Retry-After, API errors,
+//! a call that never answers — before or after doing its work) can be
+//! injected. Posted messages are kept, with their metadata, and read back by
+//! `conversations.history` / `conversations.replies`.
 
 #![allow(dead_code)]
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -25,8 +27,29 @@ pub struct Call {
     pub body: Value,
 }
 
+/// A message as posted, for the history methods.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub channel: String,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub text: Value,
+    pub metadata: Value,
+}
+
+/// A call that never answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Hang {
+    /// Before doing anything.
+    Before,
+    /// After doing the work (the message is posted).
+    After,
+}
+
 #[derive(Default)]
 struct Inner {
+    posted: Vec<Posted>,
+    hangs: Vec<(String, Hang, usize)>,
     calls: Vec<Call>,
     responses: Vec<Value>,
     acks: Vec<Value>,
@@ -143,6 +166,21 @@ impl SlackServer {
         self.inner.lock().expect("lock").random_hits
     }
 
+    /// The next `times` calls of `method` never answer (`Hang::After`: the
+    /// work is done first, so only the answer is lost).
+    pub fn hang_next(&self, method: &str, hang: Hang, times: usize) {
+        self.inner
+            .lock()
+            .expect("lock")
+            .hangs
+            .push((method.into(), hang, times));
+    }
+
+    /// Messages posted (top level and in threads), oldest first.
+    pub fn posted(&self) -> Vec<Posted> {
+        self.inner.lock().expect("lock").posted.clone()
+    }
+
     /// Forgets all injected faults.
     pub fn clear_faults(&self) {
         let mut inner = self.inner.lock().expect("lock");
@@ -177,9 +215,15 @@ impl SlackServer {
 async fn api(
     State(s): State<SlackServer>,
     Path(method): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // GET methods carry their arguments in the query string.
+    let body = match query {
+        Some(q) if body.is_empty() => Bytes::from(q),
+        _ => body,
+    };
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -196,12 +240,28 @@ async fn api(
             })
             .unwrap_or(Value::Null)
     });
+    let hang = {
+        let mut inner = s.inner.lock().expect("lock");
+        inner.calls.push(Call {
+            method: method.clone(),
+            auth,
+            body: parsed.clone(),
+        });
+        let mut hang = None;
+        if let Some(h) = inner.hangs.iter_mut().find(|h| h.0 == method && h.2 > 0) {
+            h.2 -= 1;
+            hang = Some(h.1);
+        }
+        if hang == Some(Hang::After) && method == "chat.postMessage" {
+            post_message(&mut inner, &parsed);
+        }
+        hang.is_some()
+    };
+    if hang {
+        // The connection stays open and nothing is ever answered.
+        return std::future::pending::<Response>().await;
+    }
     let mut inner = s.inner.lock().expect("lock");
-    inner.calls.push(Call {
-        method: method.clone(),
-        auth,
-        body: parsed.clone(),
-    });
     let mut fault = None;
     if let Some(f) = inner.faults.iter_mut().find(|f| f.0 == method && f.4 > 0) {
         f.4 -= 1;
@@ -256,12 +316,13 @@ async fn api(
             slack_json(json!({ "ok": true, "message_ts": format!("{}.000200", inner.ts) }))
         }
         "chat.postMessage" => {
-            inner.ts += 1;
-            let ts = format!("{}.000100", inner.ts);
-            let channel = parsed["channel"].as_str().unwrap_or("C000").to_string();
+            let (channel, ts) = post_message(&mut inner, &parsed);
             slack_json(
                 json!({ "ok": true, "channel": channel, "ts": ts, "message": { "type": "message", "ts": ts, "text": parsed["text"], "user": "UQMOI", "bot_id": "BQMOI" } }),
             )
+        }
+        "conversations.history" | "conversations.replies" => {
+            slack_json(history(&inner, &method, &parsed))
         }
         "chat.update" => slack_json(
             json!({ "ok": true, "channel": parsed["channel"], "ts": parsed["ts"], "text": parsed["text"], "message": { "text": parsed["text"], "user": "UQMOI", "bot_id": "BQMOI" } }),
@@ -271,6 +332,69 @@ async fn api(
         }
         _ => slack_json(json!({ "ok": false, "error": "unknown_method" })),
     }
+}
+
+/// Posts a message (kept for the history methods); returns channel and ts.
+fn post_message(inner: &mut Inner, req: &Value) -> (String, String) {
+    inner.ts += 1;
+    let ts = format!("{}.000100", inner.ts);
+    let channel = req["channel"].as_str().unwrap_or("C000").to_string();
+    // slack-morphism sends JSON; metadata arrives as an object.
+    let metadata = match &req["metadata"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        v => v.clone(),
+    };
+    inner.posted.push(Posted {
+        channel: channel.clone(),
+        ts: ts.clone(),
+        thread_ts: req["thread_ts"].as_str().map(str::to_string),
+        text: req["text"].clone(),
+        metadata,
+    });
+    (channel, ts)
+}
+
+/// `conversations.history` (top-level messages, newest first) or
+/// `conversations.replies` (a thread: parent first, then replies oldest
+/// first); metadata only with `include_all_metadata=true`, as Slack does.
+fn history(inner: &Inner, method: &str, q: &Value) -> Value {
+    let channel = q["channel"].as_str().unwrap_or_default();
+    let with_metadata = q["include_all_metadata"].as_str() == Some("true");
+    let limit = q["limit"]
+        .as_str()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100usize);
+    let in_channel = inner.posted.iter().filter(|p| p.channel == channel);
+    let mut found: Vec<&Posted> = if method == "conversations.replies" {
+        let Some(ts) = q["ts"].as_str() else {
+            return json!({ "ok": false, "error": "invalid_arguments" });
+        };
+        in_channel
+            .filter(|p| p.ts == ts || p.thread_ts.as_deref() == Some(ts))
+            .collect()
+    } else {
+        let mut top: Vec<&Posted> = in_channel.filter(|p| p.thread_ts.is_none()).collect();
+        top.reverse();
+        top
+    };
+    if found.is_empty() && method == "conversations.replies" {
+        return json!({ "ok": false, "error": "thread_not_found" });
+    }
+    found.truncate(limit);
+    let messages: Vec<Value> = found
+        .iter()
+        .map(|p| {
+            let mut m = json!({ "type": "message", "ts": p.ts, "text": p.text, "user": "UQMOI", "bot_id": "BQMOI" });
+            if let Some(t) = &p.thread_ts {
+                m["thread_ts"] = json!(t);
+            }
+            if with_metadata && !p.metadata.is_null() {
+                m["metadata"] = p.metadata.clone();
+            }
+            m
+        })
+        .collect();
+    json!({ "ok": true, "messages": messages, "has_more": false })
 }
 
 /// Slack's Block Kit limits, as Slack enforces them: over any of them the

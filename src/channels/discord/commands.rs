@@ -50,6 +50,19 @@ fn option(arg: &ArgSpec) -> Value {
     if arg.kind == ArgKind::Notification {
         o["min_value"] = json!(1);
     }
+    if !arg.choices.is_empty() {
+        o["choices"] = arg
+            .choices
+            .iter()
+            .map(|c| {
+                let value = match (kind, c.value().parse::<u64>()) {
+                    (INTEGER, Ok(n)) => json!(n),
+                    _ => json!(c.value()),
+                };
+                json!({ "name": truncate(c.label(), DESCRIPTION), "value": value })
+            })
+            .collect();
+    }
     o
 }
 

@@ -78,10 +78,67 @@ pub fn register(
         templates,
         registry,
     )));
-    Discord {
-        rest,
-        clock,
-        stats: Arc::new(gateway::Stats::default()),
+    let stats = Arc::new(gateway::Stats::default());
+    export_metrics(&notifier.metrics(), rest.clone(), stats.clone());
+    Discord { rest, clock, stats }
+}
+
+/// Exports the invalid-request counts (Discord's ban threshold) and the
+/// gateway watchdog's restarts in `/metrics`, read when it is rendered.
+fn export_metrics(
+    metrics: &crate::metrics::Metrics,
+    rest: Arc<rest::Rest>,
+    stats: Arc<gateway::Stats>,
+) {
+    metrics.register(Arc::new(DiscordMetrics { rest, stats }));
+}
+
+/// The Discord series of `/metrics`.
+struct DiscordMetrics {
+    rest: Arc<rest::Rest>,
+    stats: Arc<gateway::Stats>,
+}
+
+impl crate::metrics::Collector for DiscordMetrics {
+    fn collect(&self, out: &mut crate::metrics::Exposition) {
+        use crate::metrics::Kind;
+        use std::sync::atomic::Ordering;
+        let limiter = self.rest.limiter();
+        let series = [
+            (
+                "qmoi_discord_invalid_requests_recent",
+                Kind::Gauge,
+                "Discord invalid requests (401, 403, 429) in the last 10 minutes; Discord bans the IP at 10,000",
+                limiter.invalid_count() as f64,
+            ),
+            (
+                "qmoi_discord_invalid_requests_total",
+                Kind::Counter,
+                "Discord invalid requests (401, 403, 429)",
+                limiter.invalid_total() as f64,
+            ),
+            (
+                "qmoi_discord_invalid_alarm",
+                Kind::Gauge,
+                "1 while the invalid-request alarm (discord.invalid_alarm in 10 minutes) is raised",
+                f64::from(u8::from(limiter.alarmed())),
+            ),
+            (
+                "qmoi_discord_gateway_watchdog_restarts_total",
+                Kind::Counter,
+                "Gateway sessions rebuilt because no dispatch or heartbeat ACK came for three heartbeat intervals",
+                self.stats.watchdog_restarts.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "qmoi_discord_gateway_sessions_total",
+                Kind::Counter,
+                "Gateway sessions started",
+                self.stats.sessions.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            out.sample(name, kind, help, &[], value);
+        }
     }
 }
 

@@ -4,10 +4,12 @@
 //! buttons.
 //!
 //! A notification's reference is `CHANNEL:MESSAGE`; a thread started from a
-//! message has the message's ID, so outcomes go to channel `MESSAGE`. Each
-//! post carries a nonce derived from the outbox item with
-//! `enforce_nonce`, so an outbox retry after a lost response is not posted
-//! twice.
+//! message has the message's ID, so outcomes go to channel `MESSAGE`. Every
+//! post (notification, report, reply) carries a nonce derived from the
+//! outbox item with `enforce_nonce`, so an outbox retry after a lost
+//! response or a timeout is not posted twice: Discord answers it with the
+//! message the first attempt created (for as long as it remembers nonces,
+//! a few minutes).
 
 use super::embed::{self, Button};
 use super::rest::{id, Rest, RestError};
@@ -176,8 +178,7 @@ impl DiscordChannel {
     ) -> Result<Delivered, DeliveryError> {
         let channel = self.route(message.data["n"]["kind"].as_str().unwrap_or(""))?;
         let mut body = self.message_body(message)?;
-        body["nonce"] = json!(format!("qmoi-{outbox_id}"));
-        body["enforce_nonce"] = json!(true);
+        with_nonce(&mut body, outbox_id);
         let posted = self.post(&channel, &body).await?;
         Ok(Delivered {
             thread: Some(format!("{channel}:{posted}")),
@@ -205,14 +206,19 @@ impl DiscordChannel {
         Ok(Delivered::default())
     }
 
-    async fn deliver_report(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+    async fn deliver_report(
+        &self,
+        outbox_id: u64,
+        message: &Outgoing,
+    ) -> Result<Delivered, DeliveryError> {
         // Text templates are escaped for Discord by `Templates` itself.
         let text = self
             .templates
             .current()
             .render(NAME, "report", &message.data)
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        let body = embed::text_message(text.trim());
+        let mut body = embed::text_message(text.trim());
+        with_nonce(&mut body, outbox_id);
         match message.thread.as_deref().and_then(parse_ref) {
             Some((channel, msg)) => {
                 self.ensure_thread(channel, msg, message.notification.unwrap_or(0))
@@ -227,12 +233,17 @@ impl DiscordChannel {
         Ok(Delivered::default())
     }
 
-    async fn deliver_reply(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+    async fn deliver_reply(
+        &self,
+        outbox_id: u64,
+        message: &Outgoing,
+    ) -> Result<Delivered, DeliveryError> {
         let d = &message.data["discord"];
         let channel = d["channel"]
             .as_str()
             .ok_or_else(|| DeliveryError::Permanent("reply without a Discord channel".into()))?;
         let mut body = embed::text_message(message.body.trim());
+        with_nonce(&mut body, outbox_id);
         if let Some(reply_to) = d["reply_to"].as_str() {
             body["message_reference"] =
                 json!({ "message_id": reply_to, "fail_if_not_exists": false });
@@ -240,6 +251,12 @@ impl DiscordChannel {
         self.post(channel, &body).await?;
         Ok(Delivered::default())
     }
+}
+
+/// Makes a post idempotent per outbox item (Discord's nonce, enforced).
+fn with_nonce(body: &mut Value, outbox_id: u64) {
+    body["nonce"] = json!(format!("qmoi-{outbox_id}"));
+    body["enforce_nonce"] = json!(true);
 }
 
 #[async_trait]
@@ -260,8 +277,8 @@ impl Channel for DiscordChannel {
         match message.kind {
             MessageKind::Notification => self.deliver_notification(outbox_id, message).await,
             MessageKind::Update => self.deliver_update(message).await,
-            MessageKind::Report => self.deliver_report(message).await,
-            MessageKind::Reply => self.deliver_reply(message).await,
+            MessageKind::Report => self.deliver_report(outbox_id, message).await,
+            MessageKind::Reply => self.deliver_reply(outbox_id, message).await,
         }
     }
 }

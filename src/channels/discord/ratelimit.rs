@@ -12,8 +12,15 @@
 //! - invalid requests (401, 403, 429 other than `shared`): Discord bans the
 //!   IP at 10,000 in 10 minutes; qmoi raises an alarm at `invalid_alarm` and
 //!   stops calling at `invalid_stop`.
+//!
+//! The windows — a bucket emptied until its reset, a 429's `retry_after`
+//! on its bucket or globally — are held in the delivery side's shared
+//! [`RateLimits`], by scope (`discord bucket/major`, `discord global`), as
+//! Slack's per-method windows are: a delivery inside a window is not an
+//! attempt (`Held`), and nothing is written for it.
 
 use crate::clock::SharedClock;
+use crate::notify::{DeliveryError, RateLimits};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -126,13 +133,20 @@ struct Bucket {
     reset_at: DateTime<Utc>,
 }
 
+/// The scope of Discord's global limit in [`RateLimits`].
+pub const GLOBAL_SCOPE: &str = "discord global";
+
+fn bucket_scope(hash: &str, major: &str) -> String {
+    format!("discord {hash}/{major}")
+}
+
 #[derive(Default)]
 struct State {
     route_bucket: HashMap<String, String>,
     buckets: HashMap<(String, String), Bucket>,
-    global_until: Option<DateTime<Utc>>,
     recent: VecDeque<DateTime<Utc>>,
     invalid: VecDeque<DateTime<Utc>>,
+    invalid_total: u64,
     alarmed: bool,
 }
 
@@ -142,6 +156,7 @@ pub struct Limiter {
     alarm_at: usize,
     stop_at: usize,
     state: Mutex<State>,
+    windows: RateLimits,
 }
 
 fn secs(s: f64) -> ChronoDuration {
@@ -157,11 +172,17 @@ impl Limiter {
     /// minutes and refusing calls at `stop_at`.
     pub fn new(clock: SharedClock, alarm_at: u32, stop_at: u32) -> Limiter {
         Limiter {
+            windows: RateLimits::new(clock.clone()),
             clock,
             alarm_at: alarm_at as usize,
             stop_at: stop_at as usize,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The open windows, by scope.
+    pub fn windows(&self) -> &RateLimits {
+        &self.windows
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -181,18 +202,16 @@ impl Limiter {
             let oldest = s.invalid.front().copied().unwrap_or(now);
             return Permit::Halted(until(window_start, oldest).max(Duration::from_secs(1)));
         }
-        if let Some(g) = s.global_until.filter(|g| *g > now) {
-            return Permit::Wait(until(now, g));
-        }
         let hash = s
             .route_bucket
             .get(&key.route)
             .cloned()
             .unwrap_or_else(|| key.route.clone());
-        if let Some(b) = s.buckets.get(&(hash, key.major.clone())) {
-            if b.remaining == 0 && b.reset_at > now {
-                return Permit::Wait(until(now, b.reset_at));
-            }
+        let scope = bucket_scope(&hash, &key.major);
+        if let Err(DeliveryError::Held { retry_after, .. }) =
+            self.windows.check(&[&scope, GLOBAL_SCOPE])
+        {
+            return Permit::Wait(retry_after);
         }
         if !key.global_exempt {
             let second_ago = now - ChronoDuration::seconds(1);
@@ -212,6 +231,9 @@ impl Limiter {
             .and_then(|h| s.buckets.get_mut(&(h, key.major.clone())))
         {
             b.remaining = b.remaining.saturating_sub(1);
+            if b.remaining == 0 && b.reset_at > now {
+                self.windows.hold(&scope, until(now, b.reset_at));
+            }
         }
         Permit::Go
     }
@@ -224,6 +246,7 @@ impl Limiter {
         if let Some(b) = &o.bucket {
             s.route_bucket.insert(key.route.clone(), b.clone());
         }
+        let scope = bucket_scope(&hash, &key.major);
         if let (Some(remaining), Some(reset)) = (o.remaining, o.reset_after) {
             s.buckets.insert(
                 (hash.clone(), key.major.clone()),
@@ -232,11 +255,15 @@ impl Limiter {
                     reset_at: now + secs(reset),
                 },
             );
+            if remaining == 0 {
+                self.windows.hold(&scope, until(now, now + secs(reset)));
+            }
         }
         let invalid = matches!(o.status, 401 | 403)
             || (o.status == 429 && o.scope.as_deref() != Some("shared"));
         if invalid {
             s.invalid.push_back(now);
+            s.invalid_total += 1;
             let n = s.invalid.len();
             if n >= self.alarm_at && !s.alarmed {
                 s.alarmed = true;
@@ -249,8 +276,9 @@ impl Limiter {
             return None;
         }
         let wait = secs(o.retry_after.or(o.reset_after).unwrap_or(1.0));
+        let wait_std = wait.to_std().unwrap_or(Duration::ZERO);
         if o.global || o.scope.as_deref() == Some("global") {
-            s.global_until = Some(now + wait);
+            self.windows.hold(GLOBAL_SCOPE, wait_std);
         } else {
             s.buckets.insert(
                 (hash, key.major.clone()),
@@ -259,8 +287,9 @@ impl Limiter {
                     reset_at: now + wait,
                 },
             );
+            self.windows.hold(&scope, wait_std);
         }
-        wait.to_std().ok()
+        Some(wait_std)
     }
 
     /// Invalid requests in the last ten minutes (for metrics and tests).
@@ -277,6 +306,11 @@ impl Limiter {
     /// Whether the invalid-request alarm is raised.
     pub fn alarmed(&self) -> bool {
         self.lock().alarmed
+    }
+
+    /// Invalid requests since start.
+    pub fn invalid_total(&self) -> u64 {
+        self.lock().invalid_total
     }
 }
 
@@ -380,6 +414,29 @@ mod tests {
         assert_eq!(l.acquire(&b), Permit::Wait(Duration::from_millis(250)));
         clock.advance(Duration::from_millis(250));
         assert_eq!(l.acquire(&b), Permit::Go);
+    }
+
+    #[test]
+    fn windows_live_in_the_shared_rate_limits_by_scope() {
+        let (clock, l) = limiter(10, 20);
+        let k = RouteKey::new("POST", "/api/v10/channels/1/messages");
+        l.observe(
+            &k,
+            &Observed {
+                status: 429,
+                bucket: Some("b1".into()),
+                retry_after: Some(2.0),
+                ..Observed::default()
+            },
+        );
+        assert!(matches!(
+            l.windows().check(&["discord b1/1"]),
+            Err(DeliveryError::Held { retry_after, .. }) if retry_after == Duration::from_secs(2)
+        ));
+        assert!(l.windows().check(&[GLOBAL_SCOPE]).is_ok());
+        clock.advance(Duration::from_secs(2));
+        assert!(l.windows().check(&["discord b1/1"]).is_ok());
+        assert_eq!(l.acquire(&k), Permit::Go);
     }
 
     #[test]

@@ -28,6 +28,15 @@ pub enum RestError {
     /// 429s beyond the retry cap.
     #[error("Discord rate limit (429); retry after {}ms", .0.as_millis())]
     RateLimited(Duration),
+    /// Not sent: the route's bucket or the global limit is in a window for
+    /// longer than is worth waiting inline.
+    #[error("waiting out Discord's rate limit on {route}")]
+    Held {
+        /// The route.
+        route: String,
+        /// How long the window stays open.
+        wait: Duration,
+    },
     /// qmoi stopped calling: too many invalid requests in 10 minutes.
     #[error("qmoi paused Discord calls: too many invalid requests (401/403/429) in 10 minutes")]
     Halted(Duration),
@@ -69,6 +78,10 @@ impl From<RestError> for DeliveryError {
             RestError::RateLimited(d) | RestError::Halted(d) => DeliveryError::Retryable {
                 reason,
                 retry_after: Some(d),
+            },
+            RestError::Held { route, wait } => DeliveryError::Held {
+                scope: format!("Discord {route}"),
+                retry_after: wait,
             },
             RestError::Server(_) | RestError::Network(_) => DeliveryError::Retryable {
                 reason,
@@ -176,7 +189,12 @@ impl Rest {
                     self.clock.sleep(d).await;
                     continue;
                 }
-                Permit::Wait(d) => return Err(RestError::RateLimited(d)),
+                Permit::Wait(wait) => {
+                    return Err(RestError::Held {
+                        route: key.route.clone(),
+                        wait,
+                    })
+                }
             }
             let built = request
                 .clone()

@@ -35,9 +35,13 @@ pub enum ImapError {
     /// Network or TLS.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
-    /// The server said no (login, select, …).
+    /// The server said no (select, fetch, …).
     #[error("IMAP: {0}")]
     Imap(#[from] async_imap::error::Error),
+    /// The server refused the login: nothing can be read until an operator
+    /// fixes the credentials.
+    #[error("IMAP login refused: {0}")]
+    Login(String),
     /// A command took longer than email.command_timeout_secs.
     #[error("timed out during {0}")]
     Timeout(&'static str),
@@ -206,9 +210,17 @@ async fn connect(cfg: &EmailConfig) -> Result<Session, ImapError> {
     .await
     {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err((e, _))) => Err(ImapError::Imap(e)),
+        Ok(Err((e, _))) => Err(ImapError::Login(e.to_string())),
         Err(_) => Err(ImapError::Timeout("login")),
     }
+}
+
+/// The startup check of the reading side: connect, log in, log out — so a
+/// wrong password is found at startup, not when the first answer is lost.
+pub async fn check_login(cfg: &EmailConfig) -> Result<(), ImapError> {
+    let mut s = connect(cfg).await?;
+    let _ = timed(cfg, "LOGOUT", s.logout()).await;
+    Ok(())
 }
 
 fn cursor_key(cfg: &EmailConfig) -> Vec<u8> {

@@ -80,6 +80,9 @@ pub struct EmailChannel {
     from: Mailbox,
     local: String,
     domain: String,
+    /// The reading side's settings, when qmoi reads answers over IMAP: its
+    /// login is part of the channel's startup check.
+    imap: Option<EmailConfig>,
 }
 
 /// PEM of the extra CA to trust, if configured.
@@ -148,6 +151,7 @@ impl EmailChannel {
             .map_err(|e| SetupError::Config(format!("email.address '{}': {e}", cfg.address)))?;
         let from = Mailbox::new(Some(crate::notify::SIGNATURE.to_string()), address);
         Ok(EmailChannel {
+            imap: (!cfg.imap_username.is_empty()).then(|| cfg.clone()),
             transport: smtp_transport(&cfg)?,
             store,
             tokens,
@@ -292,6 +296,7 @@ impl Channel for EmailChannel {
         NAME
     }
 
+    /// SMTP: connect, TLS, AUTH, NOOP.
     async fn check(&self) -> Result<(), DeliveryError> {
         match self.transport.test_connection().await {
             Ok(true) => Ok(()),
@@ -300,6 +305,30 @@ impl Channel for EmailChannel {
                 retry_after: None,
             }),
             Err(e) => Err(smtp_error(e)),
+        }
+    }
+
+    /// The IMAP login, when answers are read by email: refused, the channel
+    /// is loud about it (naming the settings), see [`Channel::check_inbound`].
+    async fn check_inbound(&self) -> Result<(), DeliveryError> {
+        let Some(cfg) = &self.imap else {
+            return Ok(());
+        };
+        match super::imap::check_login(cfg).await {
+            Ok(()) => Ok(()),
+            Err(e @ (super::imap::ImapError::Login(_) | super::imap::ImapError::Config(_))) => {
+                Err(DeliveryError::Broken {
+                    reason: e.to_string(),
+                    fix: format!(
+                        "check email.imap_username ('{}') and email.imap_password (QMOI_EMAIL__IMAP_PASSWORD), email.imap_host and email.imap_security; answers by email cannot be read until then",
+                        cfg.imap_username
+                    ),
+                })
+            }
+            Err(e) => Err(DeliveryError::Retryable {
+                reason: format!("IMAP server {}:{}: {e}", cfg.imap_host, cfg.imap_port),
+                retry_after: None,
+            }),
         }
     }
 

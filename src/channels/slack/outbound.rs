@@ -6,6 +6,13 @@
 //! burst waits its turn in the outbox rather than being dropped, and a 429's
 //! `Retry-After` is honoured through the outbox's retry. Every failure lands
 //! in the delivery log with Slack's reason.
+//!
+//! Every Web API call has a deadline (`slack.request_timeout_secs`, on the
+//! shared clock; slack-morphism's hyper client has none, so one hung call
+//! could hold the channel's worker for good). A post that times out may
+//! have arrived: it is reported as an unknown outcome, and before any resend
+//! [`Channel::reconcile`] looks for it in the channel's history by the
+//! metadata every post carries (`qmoi_delivery`, the outbox id).
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::SlackConfig;
@@ -37,10 +44,18 @@ pub struct SlackChannel {
     cfg: SlackConfig,
     next_slot: Mutex<HashMap<String, Instant>>,
     limits: RateLimits,
+    clock: SharedClock,
+    /// For the history reads of [`Channel::reconcile`] (read with small
+    /// structs of qmoi's own: slack-morphism's full parse fails on Block Kit
+    /// it does not know, and a channel's history holds anyone's messages).
+    http: reqwest::Client,
 }
 
 const POST: &str = "chat.postMessage";
 const UPDATE: &str = "chat.update";
+const EPHEMERAL: &str = "chat.postEphemeral";
+/// The metadata event type every post carries; its payload names the outbox item.
+pub const METADATA_EVENT: &str = "qmoi_delivery";
 
 /// Why the channel could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -76,13 +91,38 @@ impl SlackChannel {
             cfg,
             next_slot: Mutex::new(HashMap::new()),
             limits: RateLimits::new(SystemClock::shared()),
+            clock: SystemClock::shared(),
+            http: reqwest::Client::new(),
         })
     }
 
-    /// Reads rate-limit windows against `clock`.
+    /// Reads rate-limit windows and call deadlines against `clock`.
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.limits = RateLimits::new(clock);
+        self.limits = RateLimits::new(clock.clone());
+        self.clock = clock;
         self
+    }
+
+    /// Runs one Web API call with its deadline. A post that times out is an
+    /// unknown outcome (it may have arrived); anything else is retryable.
+    async fn timed<T>(
+        &self,
+        method: &str,
+        call: impl std::future::Future<Output = Result<T, DeliveryError>>,
+    ) -> Result<T, DeliveryError> {
+        let limit = Duration::from_secs(self.cfg.request_timeout_secs.max(1));
+        tokio::select! {
+            r = call => r,
+            _ = self.clock.sleep(limit) => {
+                let reason = format!("Slack {method} did not answer within {} s", limit.as_secs());
+                tracing::warn!(method, "{reason}");
+                Err(if matches!(method, POST | EPHEMERAL) {
+                    DeliveryError::Unknown(reason)
+                } else {
+                    DeliveryError::Retryable { reason, retry_after: None }
+                })
+            }
+        }
     }
 
     /// Maps a Slack error for `method`; a 429 opens the method's window
@@ -174,12 +214,15 @@ impl SlackChannel {
         }
     }
 
+    /// Posts a message; `outbox` (the item it delivers) goes into its
+    /// metadata so [`Channel::reconcile`] can find it after a timeout.
     async fn post(
         &self,
         channel: &str,
         text: &str,
         blocks: Option<Vec<SlackBlock>>,
         thread_ts: Option<String>,
+        outbox: Option<u64>,
     ) -> Result<String, DeliveryError> {
         self.limits.check(&[POST])?;
         self.pace(channel).await;
@@ -187,16 +230,26 @@ impl SlackChannel {
         if let Some(b) = blocks {
             content = content.with_blocks(b);
         }
+        if let Some(id) = outbox {
+            content.metadata = Some(SlackMessageMetadata {
+                event_type: METADATA_EVENT.into(),
+                event_payload: Some(HashMap::from([("outbox".to_string(), id.to_string())])),
+            });
+        }
         let mut req =
             SlackApiChatPostMessageRequest::new(SlackChannelId::new(channel.to_string()), content);
         if let Some(ts) = thread_ts {
             req = req.with_thread_ts(SlackTs::new(ts));
         }
         let session = self.client.open_session(&self.token);
-        let resp = session
-            .chat_post_message(&req)
-            .await
-            .map_err(|e| self.failed(POST, e))?;
+        let resp = self
+            .timed(POST, async {
+                session
+                    .chat_post_message(&req)
+                    .await
+                    .map_err(|e| self.failed(POST, e))
+            })
+            .await?;
         Ok(format!("{}:{}", resp.channel, resp.ts))
     }
 
@@ -218,7 +271,10 @@ impl SlackChannel {
             req = req.with_thread_ts(SlackTs::new(ts));
         }
         let session = self.client.open_session(&self.token);
-        session.chat_post_ephemeral(&req).await.map_err(map_error)?;
+        self.timed(EPHEMERAL, async {
+            session.chat_post_ephemeral(&req).await.map_err(map_error)
+        })
+        .await?;
         Ok(())
     }
 
@@ -226,7 +282,11 @@ impl SlackChannel {
     /// startup rather than when the first notification is lost.
     pub async fn check_token(&self) -> Result<String, DeliveryError> {
         let session = self.client.open_session(&self.token);
-        let r = session.auth_test().await.map_err(map_error)?;
+        let r = self
+            .timed("auth.test", async {
+                session.auth_test().await.map_err(map_error)
+            })
+            .await?;
         Ok(format!(
             "{} in team {}",
             r.user.unwrap_or_else(|| r.user_id.to_string()),
@@ -255,10 +315,14 @@ impl SlackChannel {
             SlackTs::new(ts.to_string()),
         );
         let session = self.client.open_session(&self.token);
-        session
-            .chat_update(&req)
-            .await
-            .map_err(|e| self.failed(UPDATE, e))?;
+        // An edit repeated is harmless: a timeout is simply retried.
+        self.timed(UPDATE, async {
+            session
+                .chat_update(&req)
+                .await
+                .map_err(|e| self.failed(UPDATE, e))
+        })
+        .await?;
         Ok(())
     }
 }
@@ -351,7 +415,7 @@ impl Channel for SlackChannel {
                 idx.len(),
                 crate::notify::SIGNATURE
             );
-            let parent = self.post(&channel, &text, None, None).await?;
+            let parent = self.post(&channel, &text, None, None, None).await?;
             for i in idx {
                 out[i] = Some(parent.clone());
             }
@@ -367,7 +431,25 @@ impl Channel for SlackChannel {
         self.check_token().await.map(|_| ())
     }
 
-    async fn deliver(&self, _id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+    async fn reconcile(
+        &self,
+        id: u64,
+        message: &Outgoing,
+    ) -> Result<Option<Delivered>, DeliveryError> {
+        let Some(place) = self.posted_where(message)? else {
+            // An edit: sending it again changes nothing.
+            return Ok(None);
+        };
+        let found = self.find_posted(&place, id).await?;
+        Ok(found.map(|ts| Delivered {
+            thread: (message.kind == MessageKind::Notification).then(|| match &place.burst {
+                Some(parent) => format!("{}:{ts}@{parent}", place.channel),
+                None => format!("{}:{ts}", place.channel),
+            }),
+        }))
+    }
+
+    async fn deliver(&self, id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         // Inside a rate-limit window nothing is rendered or called.
         let method = if message.kind == MessageKind::Update {
             UPDATE
@@ -385,7 +467,8 @@ impl Channel for SlackChannel {
                     let posted = self
                         .send_blocks(message, |me, text, blocks| {
                             let (ch, ts) = (ch.clone(), ts.clone());
-                            async move { me.post(&ch, &text, blocks, Some(ts)).await }.boxed()
+                            async move { me.post(&ch, &text, blocks, Some(ts), Some(id)).await }
+                                .boxed()
                         })
                         .await?;
                     let ts = posted.split_once(':').map(|(_, t)| t).unwrap_or_default();
@@ -397,7 +480,7 @@ impl Channel for SlackChannel {
                 let thread = self
                     .send_blocks(message, |me, text, blocks| {
                         let ch = channel.clone();
-                        async move { me.post(&ch, &text, blocks, None).await }.boxed()
+                        async move { me.post(&ch, &text, blocks, None, Some(id)).await }.boxed()
                     })
                     .await?;
                 Ok(Delivered {
@@ -429,7 +512,8 @@ impl Channel for SlackChannel {
                     Some(r) => (r.channel.to_string(), Some(r.thread.to_string())),
                     None => (self.route(kind).ok_or_else(no_channel)?, None),
                 };
-                self.post(&channel, message.body.trim(), None, ts).await?;
+                self.post(&channel, message.body.trim(), None, ts, Some(id))
+                    .await?;
                 Ok(Delivered::default())
             }
             MessageKind::Reply => {
@@ -447,11 +531,188 @@ impl Channel for SlackChannel {
                             .await?
                     }
                     None => {
-                        self.post(&channel, message.body.trim(), None, ts).await?;
+                        self.post(&channel, message.body.trim(), None, ts, Some(id))
+                            .await?;
                     }
                 }
                 Ok(Delivered::default())
             }
         }
+    }
+}
+
+/// Where a post went: the channel, the thread it was posted in, and for a
+/// burst member the burst's parent.
+struct Place {
+    channel: String,
+    thread: Option<String>,
+    burst: Option<String>,
+}
+
+/// One page of `conversations.history` / `conversations.replies`, only what
+/// reconciliation reads.
+#[derive(serde::Deserialize)]
+struct HistoryPage {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    messages: Vec<HistoryMessage>,
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryMessage {
+    ts: String,
+    #[serde(default)]
+    metadata: Option<HistoryMetadata>,
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryMetadata {
+    event_type: String,
+    #[serde(default)]
+    event_payload: serde_json::Map<String, Value>,
+}
+
+impl HistoryMessage {
+    /// Whether this is the post of outbox item `id`.
+    fn delivers(&self, id: u64) -> bool {
+        self.metadata.as_ref().is_some_and(|m| {
+            m.event_type == METADATA_EVENT
+                && match m.event_payload.get("outbox") {
+                    Some(Value::String(s)) => s.parse() == Ok(id),
+                    Some(Value::Number(n)) => n.as_u64() == Some(id),
+                    _ => false,
+                }
+        })
+    }
+}
+
+/// How many of a channel's latest messages are searched for a post whose
+/// call timed out (it was sent moments ago).
+const HISTORY_LIMIT: &str = "200";
+
+impl SlackChannel {
+    /// Where `message` was posted, as `deliver` would post it; `None` for
+    /// an edit (nothing to look up: repeating it is harmless).
+    fn posted_where(&self, m: &Outgoing) -> Result<Option<Place>, DeliveryError> {
+        let kind = m.data["n"]["kind"].as_str().unwrap_or("");
+        let routed = |thread: Option<String>| -> Result<Place, DeliveryError> {
+            let channel = self.route(kind).ok_or_else(|| {
+                DeliveryError::Permanent("no Slack channel: set slack.channel".into())
+            })?;
+            Ok(Place {
+                channel,
+                thread,
+                burst: None,
+            })
+        };
+        let place = match m.kind {
+            MessageKind::Update => return Ok(None),
+            MessageKind::Notification => match m.thread.as_deref().and_then(parse_ref) {
+                Some(parent) => Place {
+                    channel: parent.channel.to_string(),
+                    thread: Some(parent.ts.to_string()),
+                    burst: Some(parent.ts.to_string()),
+                },
+                None => routed(None)?,
+            },
+            MessageKind::Report => match m.thread.as_deref().and_then(parse_ref) {
+                Some(r) => Place {
+                    channel: r.channel.to_string(),
+                    thread: Some(r.thread.to_string()),
+                    burst: None,
+                },
+                None => routed(None)?,
+            },
+            MessageKind::Reply => {
+                let slack = &m.data["slack"];
+                if slack["ephemeral_user"].is_string() {
+                    return Err(DeliveryError::Permanent(
+                        "an ephemeral Slack reply cannot be looked up after a timeout; not resent"
+                            .into(),
+                    ));
+                }
+                Place {
+                    channel: slack["channel"].as_str().unwrap_or_default().to_string(),
+                    thread: slack["thread_ts"].as_str().map(str::to_string),
+                    burst: None,
+                }
+            }
+        };
+        Ok(Some(place))
+    }
+
+    /// The `ts` of outbox item `id`'s post in `place`, if it is there.
+    async fn find_posted(&self, place: &Place, id: u64) -> Result<Option<String>, DeliveryError> {
+        let (method, mut query) = match &place.thread {
+            Some(ts) => (
+                "conversations.replies",
+                vec![("channel", place.channel.clone()), ("ts", ts.clone())],
+            ),
+            None => (
+                "conversations.history",
+                vec![("channel", place.channel.clone())],
+            ),
+        };
+        query.push(("include_all_metadata", "true".into()));
+        query.push(("limit", HISTORY_LIMIT.into()));
+        self.limits.check(&[method])?;
+        let url = format!("{}/{method}", self.cfg.api_url.trim_end_matches('/'));
+        let page = self
+            .timed(method, self.read_history(method, &url, &query))
+            .await?;
+        if !page.ok {
+            let code = page.error.unwrap_or_default();
+            return Err(match code.as_str() {
+                "missing_scope" | "not_in_channel" | "channel_not_found" | "thread_not_found" => {
+                    DeliveryError::Permanent(format!(
+                        "cannot look up whether an unanswered post arrived ({method}: {code}); not resent"
+                    ))
+                }
+                _ => DeliveryError::Retryable {
+                    reason: format!("Slack refused {method}: {code}"),
+                    retry_after: None,
+                },
+            });
+        }
+        Ok(page
+            .messages
+            .into_iter()
+            .find(|m| m.delivers(id))
+            .map(|m| m.ts))
+    }
+
+    async fn read_history(
+        &self,
+        method: &str,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> Result<HistoryPage, DeliveryError> {
+        let unreachable = |e: reqwest::Error| DeliveryError::Retryable {
+            reason: format!("Slack {method}: {}", e.without_url()),
+            retry_after: None,
+        };
+        let r = self
+            .http
+            .get(url)
+            .bearer_auth(self.token.token_value.value())
+            .query(query)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .map_or(Duration::from_secs(1), Duration::from_secs);
+            self.limits.hold(method, wait);
+            return Err(DeliveryError::Retryable {
+                reason: format!("Slack rate limit (429) on {method}"),
+                retry_after: Some(wait),
+            });
+        }
+        r.json().await.map_err(unreachable)
     }
 }
