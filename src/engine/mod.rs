@@ -118,6 +118,13 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// What became of an action: its state and, in words, why.
+#[derive(Clone, Copy)]
+struct Outcome<'a> {
+    state: DecisionStatus,
+    text: &'a str,
+}
+
 /// Everything needed to run an accepted command.
 struct Job {
     record: CommandRecord,
@@ -549,44 +556,25 @@ impl Engine {
             })
             .flatten();
         if let Some(n) = &notification {
-            let report = match decision {
-                Some(mut d) => {
-                    d.status = state;
-                    d.outcome = Some(outcome_text.clone());
-                    s.put(
-                        trees::DECISIONS,
-                        &questions::instance_key(d.notification, &d.question, d.round),
-                        &d,
-                    )?;
-                    Some(d)
-                }
-                // A command that closes no question (`ack`) is still news
-                // for everyone the notification reached.
-                None if ok && !spec.answers.is_empty() => Some(Decision {
-                    status: state,
-                    outcome: Some(outcome_text.clone()),
-                    round: 0,
-                    ..new_decision(&spec, &person, &record.command, n, "", self.now())
-                }),
+            let outcome = Outcome {
+                state,
+                text: &outcome_text,
+            };
+            let fallback = || Decision {
+                status: state,
+                outcome: Some(outcome_text.clone()),
+                round: 0,
+                ..new_decision(&spec, &person, &record.command, n, "", self.now())
+            };
+            // A command that closes no question (`ack`) is still news for
+            // everyone the notification reached.
+            let decision = match decision {
+                Some(d) => Some(self.settle(d, outcome)?),
+                None if ok && !spec.answers.is_empty() => Some(fallback()),
                 None => None,
             };
-            if let Some(d) = report {
-                let fresh = s.notification(n.id)?.unwrap_or_else(|| n.clone());
-                self.inner.notifier.queue_report(
-                    &fresh,
-                    &Report {
-                        decision: d.clone(),
-                        ok,
-                    },
-                    skip.as_ref(),
-                )?;
-                if ok && !d.question.is_empty() {
-                    let update = format!(
-                        "{} {} by {} via {}: {}",
-                        d.question, d.past_tense, d.by, d.via, outcome_text
-                    );
-                    self.inner.notifier.queue_decided(&fresh, &update)?;
-                }
+            if let Some(d) = decision {
+                self.report(n, d, outcome, skip.as_ref())?;
             }
         }
         s.durable().await?;
@@ -595,6 +583,48 @@ impl Engine {
             self.inner.pending.notify_one();
         }
         Ok(Reply::new(record.status, text, nid))
+    }
+
+    /// Records a decision's final state.
+    fn settle(&self, mut d: Decision, outcome: Outcome<'_>) -> Result<Decision, EngineError> {
+        d.status = outcome.state;
+        d.outcome = Some(outcome.text.to_string());
+        self.inner.store.put(
+            trees::DECISIONS,
+            &questions::instance_key(d.notification, &d.question, d.round),
+            &d,
+        )?;
+        Ok(d)
+    }
+
+    /// Tells everyone the notification reached what became of decision
+    /// `d`, and edits decided messages to show it.
+    fn report(
+        &self,
+        n: &Notification,
+        d: Decision,
+        outcome: Outcome<'_>,
+        skip: Option<&ThreadRef>,
+    ) -> Result<(), EngineError> {
+        let ok = outcome.state == DecisionStatus::Succeeded;
+        let fresh = self
+            .inner
+            .store
+            .notification(n.id)?
+            .unwrap_or_else(|| n.clone());
+        let update = (ok && !d.question.is_empty()).then(|| {
+            format!(
+                "{} {} by {} via {}: {}",
+                d.question, d.past_tense, d.by, d.via, outcome.text
+            )
+        });
+        self.inner
+            .notifier
+            .queue_report(&fresh, &Report { decision: d, ok }, skip)?;
+        if let Some(update) = update {
+            self.inner.notifier.queue_decided(&fresh, &update)?;
+        }
+        Ok(())
     }
 
     /// Runs the action under its ledger scope and bounded time: what became
