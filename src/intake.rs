@@ -11,6 +11,15 @@
 //! it fetches the failed job's log for an excerpt, groups repeats within the
 //! window, consults the error-signature history, and queues the messages.
 //! Events not yet processed when qmoi stops are processed after restart.
+//!
+//! **The queue is bounded** ([`QUEUE_CAPACITY`] events stored but not yet
+//! processed). A sender first reserves a place, *then* stores: when the
+//! worker falls behind, webhooks wait (backpressure instead of memory
+//! growing with the backlog), and after [`BUSY_WAIT`] without a place they
+//! are answered 503 with `Retry-After` and nothing stored, so the
+//! platform's retry is a clean first delivery. The worker processes what
+//! is queued in batches and makes each batch durable with one barrier
+//! before the notifier may deliver anything from it.
 
 use crate::command::Registry;
 use crate::config::{GitLabConfig, NotifyConfig};
@@ -26,7 +35,22 @@ use crate::store::{
 };
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// Events stored but not processed yet, at most (the bound on the backlog
+/// held in memory; a few hundred bytes each).
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// How long a sender waits for a place in a full queue before it is told
+/// to retry (well within GitLab's and GitHub's 10 s webhook timeout).
+pub const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// What a 503 for a full queue asks the sender to wait, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Events processed per durability barrier, at most.
+const BATCH: usize = 256;
 
 /// What `receive` did with an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +73,9 @@ pub enum IntakeError {
     /// The task storing the event stopped unexpectedly.
     #[error("event task stopped: {0}")]
     Task(String),
+    /// The queue stayed full for [`BUSY_WAIT`]; nothing was stored.
+    #[error("qmoi is busy ({0} events waiting to be processed); retry later")]
+    Busy(usize),
 }
 
 /// Turns events into notifications.
@@ -60,11 +87,13 @@ pub struct Intake {
     notify: NotifyConfig,
     fetch_trace: bool,
     metrics: Arc<Metrics>,
-    queue: mpsc::UnboundedSender<String>,
+    queue: mpsc::Sender<String>,
+    busy_wait: Duration,
 }
 
 impl Intake {
-    /// Creates the intake and the receiver its worker ([`Intake::run`]) reads.
+    /// Creates the intake and the receiver its worker ([`Intake::run`])
+    /// reads, with a queue of [`QUEUE_CAPACITY`].
     pub fn new(
         store: Store,
         notifier: Arc<Notifier>,
@@ -73,21 +102,44 @@ impl Intake {
         notify: NotifyConfig,
         gitlab: &GitLabConfig,
         metrics: Arc<Metrics>,
-    ) -> (Arc<Intake>, mpsc::UnboundedReceiver<String>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (Arc<Intake>, mpsc::Receiver<String>) {
+        let (intake, rx) = Intake {
+            store,
+            notifier,
+            registry,
+            forges,
+            notify,
+            fetch_trace: gitlab.fetch_trace,
+            metrics,
+            queue: mpsc::channel(1).0,
+            busy_wait: BUSY_WAIT,
+        }
+        .with_queue(QUEUE_CAPACITY, BUSY_WAIT);
+        (Arc::new(intake), rx)
+    }
+
+    /// The same intake with a queue of `capacity` and senders waiting up
+    /// to `busy_wait` for a place (tests fill a small queue to see the
+    /// refusal).
+    pub fn with_queue(
+        self,
+        capacity: usize,
+        busy_wait: Duration,
+    ) -> (Intake, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         (
-            Arc::new(Intake {
-                store,
-                notifier,
-                registry,
-                forges,
-                notify,
-                fetch_trace: gitlab.fetch_trace,
-                metrics,
+            Intake {
                 queue: tx,
-            }),
+                busy_wait,
+                ..self
+            },
             rx,
         )
+    }
+
+    /// Events queued and not yet taken by the worker.
+    pub fn backlog(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     /// Stores an event durably (unless it is a duplicate) and queues it.
@@ -109,6 +161,20 @@ impl Intake {
         event: Event,
         delivery_id: Option<String>,
     ) -> Result<Received, IntakeError> {
+        // A place first: a full queue refuses before anything is stored.
+        let place = match self.queue.try_reserve() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(IntakeError::Task("the event worker stopped".into()))
+            }
+            Err(mpsc::error::TrySendError::Full(())) => {
+                match tokio::time::timeout(self.busy_wait, self.queue.reserve()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(IntakeError::Task("the event worker stopped".into())),
+                    Err(_) => return Err(IntakeError::Busy(self.backlog())),
+                }
+            }
+        };
         let id = event.id.clone();
         let platform = event.platform.clone();
         let stored = StoredEvent {
@@ -136,30 +202,53 @@ impl Intake {
             return Ok(Received::Duplicate(first.unwrap_or(id)));
         }
         self.metrics.event(&platform, "stored");
-        let _ = self.queue.send(id.clone());
+        place.send(id.clone());
         Ok(Received::Stored(id))
     }
 
-    /// Processes queued events until the queue closes; first re-queues any
+    /// Processes queued events until the queue closes; first processes any
     /// event stored but not processed before a restart.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<String>) {
         match self.store.unprocessed_events() {
             Ok(pending) => {
-                for e in pending {
-                    let _ = self.queue.send(e.event.id);
+                let ids: Vec<String> = pending.into_iter().map(|e| e.event.id).collect();
+                for chunk in ids.chunks(BATCH) {
+                    self.process_batch(chunk).await;
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot scan events for recovery"),
         }
-        while let Some(id) = rx.recv().await {
-            if let Err(e) = self.process(&id).await {
-                tracing::error!(event = %id, error = %e, "processing event failed");
-            }
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            self.process_batch(&batch).await;
+            batch.clear();
         }
     }
 
-    /// Turns one stored event into a new or updated notification.
+    /// Processes `ids` in order, then makes the results durable with one
+    /// barrier before the notifier may deliver them.
+    async fn process_batch(&self, ids: &[String]) {
+        for id in ids {
+            if let Err(e) = self.process_unsynced(id).await {
+                tracing::error!(event = %id, error = %e, "processing event failed");
+            }
+        }
+        match self.store.durable().await {
+            Ok(()) => self.notifier.kick(),
+            Err(e) => tracing::error!(error = %e, "processed events could not be made durable"),
+        }
+    }
+
+    /// Turns one stored event into a new or updated notification, durably.
     pub async fn process(&self, id: &str) -> Result<Option<u64>, IntakeError> {
+        let nid = self.process_unsynced(id).await?;
+        self.store.durable().await?;
+        self.notifier.kick();
+        Ok(nid)
+    }
+
+    /// [`Intake::process`] without the barrier (the caller owes it).
+    async fn process_unsynced(&self, id: &str) -> Result<Option<u64>, IntakeError> {
         let Some(mut stored) = self
             .store
             .get::<StoredEvent>(trees::EVENTS, id.as_bytes())?
@@ -190,8 +279,6 @@ impl Intake {
         stored.processed = true;
         stored.notification = nid;
         self.store.put(trees::EVENTS, id.as_bytes(), &stored)?;
-        self.store.durable().await?;
-        self.notifier.kick();
         Ok(nid)
     }
 
@@ -456,5 +543,71 @@ impl Intake {
             self.store.put(trees::SIGNATURES, &key, &h)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GitHubConfig, GitLabConfig, NotifyConfig};
+    use crate::notify::Templates;
+
+    fn event(id: &str) -> Event {
+        let api: crate::events::ApiEvent = serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "job_failed", "platform": "gitlab", "project": "a/b"
+        }))
+        .expect("api event");
+        api.into_event().expect("event")
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_before_storing_and_frees_when_taken() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let nowhere = dir.path().join("none");
+        let (registry, _) = Registry::load(&nowhere).expect("built-in commands");
+        let registry = Arc::new(registry);
+        let templates = Arc::new(Templates::load(&nowhere).expect("built-in templates"));
+        let notify = NotifyConfig::default();
+        let notifier = Arc::new(Notifier::new(
+            store.clone(),
+            templates,
+            registry.clone(),
+            notify.clone(),
+        ));
+        let gitlab = GitLabConfig::default();
+        let forges = Arc::new(
+            Forges::new(store.clone(), &gitlab, &GitHubConfig::default()).expect("forges"),
+        );
+        let (intake, _) = Intake::new(
+            store.clone(),
+            notifier,
+            registry.into(),
+            forges,
+            notify,
+            &gitlab,
+            Arc::new(Metrics::new()),
+        );
+        let Ok(intake) = Arc::try_unwrap(intake) else {
+            panic!("the intake was not shared yet");
+        };
+        let (intake, mut rx) = intake.with_queue(1, Duration::ZERO);
+        let intake = Arc::new(intake);
+
+        let first = intake.receive(event("e1"), Some("d1")).await;
+        assert!(matches!(first, Ok(Received::Stored(_))), "{first:?}");
+        assert_eq!(intake.backlog(), 1);
+        let refused = intake.receive(event("e2"), Some("d2")).await;
+        assert!(matches!(refused, Err(IntakeError::Busy(1))), "{refused:?}");
+        assert!(
+            store
+                .get::<StoredEvent>(trees::EVENTS, b"api:e2")
+                .expect("read")
+                .is_none(),
+            "nothing stored for a refused event"
+        );
+        assert_eq!(rx.recv().await.as_deref(), Some("api:e1"));
+        let retried = intake.receive(event("e2"), Some("d2")).await;
+        assert!(matches!(retried, Ok(Received::Stored(_))), "{retried:?}");
     }
 }

@@ -1,13 +1,20 @@
 //! Acknowledged means on stable storage, checked from outside the process:
 //! qmoi runs under `strace -f`, and for a sample of requests of each kind —
-//! GitLab webhooks, API events, API commands, signed Slack slash commands
-//! and console commands — every acknowledgement (an HTTP 2xx written to the
-//! socket, the console's answer written to stdout) must come after an
-//! `fdatasync`/`fsync` of sled's data file that *started after the request
-//! was read* and *finished before the answer was written*. sled's own
-//! flush (`sync_file_range`) does not count.
+//! GitLab webhooks, API events, API commands, signed Slack slash commands,
+//! console commands and email replies read over IMAP — every
+//! acknowledgement (an HTTP 2xx written to the socket, the console's answer
+//! written to stdout, the IMAP `UID STORE … +FLAGS (\Seen)` that tells the
+//! mail server a message was handled) must come after an
+//! `fdatasync`/`fsync` of the store's data file that *started after the
+//! request was read* (for IMAP: after the last read of the fetched message)
+//! and *finished before the answer was written*. sled's own flush
+//! (`sync_file_range`) does not count.
 //!
-//! Needs `strace` (deploy/test.sh installs it when missing).
+//! Needs `strace` (deploy/test.sh installs it when missing) and the local
+//! Postfix + Dovecot (`deploy/mail/devmail.sh`); IMAP runs unencrypted on
+//! loopback here so the trace can read the commands.
+
+mod support;
 
 use qmoi::channels::slack::verify::sign;
 use qmoi::config::Secret;
@@ -17,6 +24,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::mail::{MailServer, DOMAIN};
 
 const HOOK: &str = "durability-hook-secret";
 const API: &str = "durability-api-token";
@@ -25,7 +33,10 @@ const SIGNING: &str = "durability-slack-signing";
 /// Webhooks, API events, API commands and Slack commands sent per kind.
 const PER_KIND: usize = 8;
 
-fn config(dir: &Path) -> std::path::PathBuf {
+/// Mails sent to qmoi's mailbox.
+const MAILS: usize = 4;
+
+fn config(dir: &Path, mail: &MailServer) -> std::path::PathBuf {
     let file = dir.join("qmoi.toml");
     let text = format!(
         r#"data_dir = "{data}"
@@ -38,7 +49,19 @@ webhook_secret = "{HOOK}"
 [api]
 token = "{API}"
 [notify]
-channels = ["console", "slack"]
+channels = ["console", "slack", "email"]
+[email]
+address = "bot@{domain}"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp}
+smtp_security = "plain"
+imap_host = "127.0.0.1"
+imap_port = {imap}
+imap_security = "plain"
+imap_username = "bot@{domain}"
+imap_password = "botpw"
+token_secret = "durability-token-secret"
+idle_secs = 5
 [slack]
 bot_token = "xoxb-durability"
 signing_secret = "{SIGNING}"
@@ -54,6 +77,9 @@ console = ["operator"]
 "#,
         data = dir.join("data").display(),
         backups = dir.join("qmoi-backups").display(),
+        domain = support::mail::DOMAIN,
+        smtp = mail.port("smtp"),
+        imap = mail.port("imap"),
     );
     std::fs::write(&file, text).expect("write config");
     file
@@ -64,9 +90,36 @@ struct Traced {
     base: String,
     stdin: std::process::ChildStdin,
     stdout: std::sync::mpsc::Receiver<String>,
+    trace: std::path::PathBuf,
 }
 
-fn start(dir: &Path, trace: &Path) -> Traced {
+impl Traced {
+    /// Stops qmoi itself (killing strace alone would detach it and leave it
+    /// running): its pid opens the trace, as strace's first tracee.
+    fn stop(&mut self) {
+        let pid = std::fs::read_to_string(&self.trace).ok().and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        });
+        if let Some(pid) = pid {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn start(dir: &Path, trace: &Path, mail: &MailServer) -> Traced {
     let mut child = Command::new("strace")
         .args(["-f", "-y", "-s", "48", "-qq", "-o"])
         .arg(trace)
@@ -76,7 +129,7 @@ fn start(dir: &Path, trace: &Path) -> Traced {
         ])
         .arg(env!("CARGO_BIN_EXE_qmoi"))
         .arg("--config")
-        .arg(config(dir))
+        .arg(config(dir, mail))
         .arg("serve")
         .env("QMOI_LOG", "warn")
         .current_dir(dir)
@@ -110,6 +163,7 @@ fn start(dir: &Path, trace: &Path) -> Traced {
         base,
         stdin,
         stdout: out_rx,
+        trace: trace.to_path_buf(),
     }
 }
 
@@ -202,6 +256,37 @@ async fn send_http(base: &str) {
     }
 }
 
+/// Mails qmoi cannot act on (no reply token): it records each, makes that
+/// durable, then flags and files it. Waits until all are filed.
+async fn send_mail(mail: &MailServer) {
+    for i in 0..MAILS {
+        let raw = format!(
+            "From: Someone <someone@{DOMAIN}>\r\nTo: bot@{DOMAIN}\r\nSubject: hello {i}\r\nMessage-ID: <dur-{i}@{DOMAIN}>\r\nDate: Tue, 24 Nov 2026 12:05:00 +0000\r\n\r\nnot a reply\r\n"
+        );
+        mail.send(
+            None,
+            "smtp",
+            &format!("someone@{DOMAIN}"),
+            &format!("bot@{DOMAIN}"),
+            &raw,
+        )
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let filed = mail.maildir("bot", "qmoi/rejected").len()
+            + mail.maildir("bot", "qmoi/processed").len();
+        if filed >= MAILS {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "qmoi filed {filed} of {MAILS} mails"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One system call as strace reported it, `<unfinished ...>` halves joined.
 struct Call {
     name: String,
@@ -280,10 +365,30 @@ fn check(calls: &[Call], db: &str) -> (HashMap<String, usize>, Vec<String>) {
         |after: usize, before: usize| barriers.iter().any(|b| b.start > after && b.end < before);
     let mut requests: HashMap<&str, (usize, String)> = HashMap::new();
     let mut console_read: Option<(usize, String)> = None;
+    // IMAP connections (told apart by their commands) where a body fetch
+    // was sent: the last read of its answer so far.
+    let mut imap_fetch: HashMap<&str, usize> = HashMap::new();
     let mut checked: HashMap<String, usize> = HashMap::new();
     let mut bad = Vec::new();
     for c in calls {
         let tcp = c.fd.contains("<TCP:") || c.fd.contains("<socket:");
+        if tcp {
+            let fetch =
+                is_write(c) && c.rest.contains("UID FETCH") && c.rest.contains("BODY.PEEK[]");
+            if fetch || (is_read(c) && c.ok && imap_fetch.contains_key(c.fd.as_str())) {
+                imap_fetch.insert(&c.fd, c.end);
+                continue;
+            }
+            if is_write(c) && c.rest.contains("UID STORE") && c.rest.contains("Seen") {
+                if let Some(read_at) = imap_fetch.remove(c.fd.as_str()) {
+                    *checked.entry("imap".into()).or_default() += 1;
+                    if !covered(read_at, c.start) {
+                        bad.push(format!("IMAP: \\Seen flag at trace line {} without a barrier after the message was read (line {read_at})", c.start + 1));
+                    }
+                }
+                continue;
+            }
+        }
         if tcp && is_read(c) && c.ok {
             if let Some(p) = c.rest.find("\"POST ").or_else(|| c.rest.find("\"GET ")) {
                 let path = c.rest[p + 1..].split(' ').nth(1).unwrap_or("").to_string();
@@ -314,7 +419,8 @@ fn check(calls: &[Call], db: &str) -> (HashMap<String, usize>, Vec<String>) {
 async fn every_acknowledgement_follows_a_real_fsync() {
     let dir = tempfile::tempdir().expect("tmp");
     let trace = dir.path().join("strace.txt");
-    let mut bot = start(dir.path(), &trace);
+    let mail = MailServer::start(&["bot:botpw", "someone:pw"], "");
+    let mut bot = start(dir.path(), &trace, &mail);
 
     // Console first: no notification is being printed yet, so the first
     // line after each command is its answer.
@@ -322,9 +428,9 @@ async fn every_acknowledgement_follows_a_real_fsync() {
         console(&mut bot, line);
     }
     send_http(&bot.base).await;
+    send_mail(&mail).await;
 
-    let _ = bot.child.kill();
-    let _ = bot.child.wait();
+    bot.stop();
     let text = std::fs::read_to_string(&trace).expect("trace written");
     let calls = parse(&text);
     let db = format!("{}>", dir.path().join("data").join("db").display());
@@ -340,6 +446,7 @@ async fn every_acknowledgement_follows_a_real_fsync() {
         ("/api/v1/commands", PER_KIND),
         ("/slack/commands", PER_KIND),
         ("console", 5),
+        ("imap", MAILS),
     ] {
         assert_eq!(
             checked.get(kind).copied().unwrap_or(0),

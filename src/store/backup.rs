@@ -2,6 +2,10 @@
 //! rotated, and restored with one command.
 //!
 //! A backup is an export (`qmoi-YYYYmmddTHHMMSSZ.jsonl`, see [`super::export`])
+//! of **one instant** of the memory: a snapshot is taken first
+//! ([`Store::snapshot`]; writers wait only while it is copied, not while it
+//! is exported) and the export reads the snapshot, so a backup never mixes
+//! records from before and after a write that spans trees. It is
 //! written to a temporary name, synced and renamed; then it is read back —
 //! every line parsed, the count compared, the audit records in it walked as
 //! a chain — and only then is its `.verified` sidecar (record count and
@@ -47,7 +51,8 @@ pub fn backup_name(now: DateTime<Utc>, auto: bool) -> String {
 /// Exports the store to `path` durably, verifies it and writes its
 /// sidecar. Returns what was verified.
 pub fn write_verified(store: &Store, path: &Path) -> Result<Verified, ExportError> {
-    let written = write_durably_with(path, |w| export_jsonl(store, w))?;
+    let scratch = scratch_for(path);
+    let written = write_durably_with(path, |w| export_snapshot(store, &scratch, w))?;
     let v = verify_file(path)?;
     if v.records != written {
         return Err(ExportError::BadLine {
@@ -58,6 +63,34 @@ pub fn write_verified(store: &Store, path: &Path) -> Result<Verified, ExportErro
     let side = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
     write_durably(&sidecar(path), &side)?;
     Ok(v)
+}
+
+/// Where the snapshot behind the backup `path` is taken (beside it, named
+/// so that [`list`] never takes it for a backup).
+fn scratch_for(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".snapshot");
+    PathBuf::from(s)
+}
+
+/// Exports the memory as it was at one instant: a snapshot is taken into
+/// the directory `scratch` (replaced if left over), exported to `out` and
+/// removed. Returns the number of records.
+pub fn export_snapshot(
+    store: &Store,
+    scratch: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<usize, ExportError> {
+    let _ = std::fs::remove_dir_all(scratch);
+    if let Some(parent) = scratch.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let exported = store
+        .snapshot(scratch)
+        .map_err(ExportError::from)
+        .and_then(|snapshot| export_jsonl(&snapshot, out));
+    let _ = std::fs::remove_dir_all(scratch);
+    exported
 }
 
 /// Reads a backup: every line must be an export record, and its audit
@@ -210,4 +243,77 @@ pub fn restore(
         return Err(StoreError::Flush(format!("restored audit log does not verify: {e}")).into());
     }
     Ok(Restored { records, set_aside })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Writes;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// `a_count` always says how many `b_items` there are (both written in
+    /// one commit). An export that walked the live trees while the writer
+    /// runs would read `a_count` first and more `b_items` after it.
+    #[test]
+    fn a_backup_is_one_instant_while_writes_continue() -> Result<(), ExportError> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("data"))?;
+        let initial = 5_000u64;
+        let mut w = Writes::default();
+        for i in 0..initial {
+            w.put("b_items", &i.to_be_bytes(), &i)?;
+        }
+        w.put("a_count", b"n", &initial)?;
+        store.commit(w)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<u64, StoreError> {
+                let mut n = initial;
+                // Bounded: a backup of this size ends long before.
+                while !stop.load(Ordering::Relaxed) && n < initial + 2_000_000 {
+                    let mut w = Writes::default();
+                    w.put("b_items", &n.to_be_bytes(), &n)?;
+                    w.put("a_count", b"n", &(n + 1))?;
+                    store.commit(w)?;
+                    n += 1;
+                }
+                Ok(n - initial)
+            })
+        };
+        // The writer is running before the backup starts.
+        while store.get::<u64>("a_count", b"n")? == Some(initial) {
+            std::thread::yield_now();
+        }
+        let path = dir.path().join("backups").join("qmoi-test.jsonl");
+        let verified = write_verified(&store, &path)?;
+        stop.store(true, Ordering::Relaxed);
+        let written_meanwhile = writer
+            .join()
+            .map_err(|_| StoreError::Backend("writer panicked".into()))??;
+        assert!(written_meanwhile > 0);
+        let (mut count, mut items) = (None, 0u64);
+        for line in std::fs::read_to_string(&path)?.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(std::io::Error::other)?;
+            match v["tree"].as_str() {
+                Some("a_count") => count = v["value"].as_u64(),
+                Some("b_items") => items += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(count, Some(items), "the backup is one instant");
+        assert!(items >= initial);
+        assert!(is_good(&path));
+        assert_eq!(verified.records, list_records(&path)?);
+        assert!(!scratch_for(&path).exists(), "the snapshot is removed");
+        Ok(())
+    }
+
+    fn list_records(path: &Path) -> Result<usize, ExportError> {
+        Ok(std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count())
+    }
 }

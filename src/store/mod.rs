@@ -15,6 +15,7 @@ pub mod backup;
 mod barrier;
 pub mod checkpoint;
 mod export;
+mod group_commit;
 mod index;
 mod indexes;
 pub mod maintenance;
@@ -38,8 +39,7 @@ pub use retention::Pruned;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Meta key of this memory's identity (checkpoints are filed under it).
 const STORE_ID_KEY: &[u8] = b"store_id";
@@ -92,14 +92,24 @@ pub enum Claim<T> {
     Taken(T),
 }
 
-type FlushWaiter = oneshot::Sender<Result<(), String>>;
-
 struct Inner {
     backend: Arc<dyn Backend>,
-    flusher: OnceLock<mpsc::UnboundedSender<FlushWaiter>>,
+    commit: Arc<group_commit::GroupCommit>,
     audit_tail: Mutex<Option<(u64, String)>>,
     flushes: std::sync::atomic::AtomicU64,
     indexes: RwLock<Vec<IndexDef>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.commit.close();
+    }
+}
+
+impl group_commit::Syncs for Inner {
+    fn sync_now(&self) -> Result<(), String> {
+        self.sync()
+    }
 }
 
 impl Inner {
@@ -200,7 +210,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
-                flusher: OnceLock::new(),
+                commit: Arc::default(),
                 audit_tail: Mutex::new(None),
                 flushes: std::sync::atomic::AtomicU64::new(0),
                 indexes: RwLock::new(Vec::new()),
@@ -260,42 +270,17 @@ impl Store {
         Store::with_backend(self.inner.backend.open_snapshot(dir)?)
     }
 
-    /// Makes everything written so far durable: sled's flush followed by a
-    /// real `fdatasync` of its files (see [`barrier`]). Concurrent callers
-    /// share one barrier: the first starts it, those arriving meanwhile wait
-    /// for the next one, which covers them all. Every acknowledgement qmoi
+    /// Makes everything written so far durable ([`Backend::sync`]; for sled,
+    /// its flush followed by a real `fdatasync` of its files, see
+    /// [`barrier`]). Concurrent callers share one barrier, run on a thread
+    /// of its own ([`group_commit`]): those arriving while one runs are all
+    /// answered by the next. Every acknowledgement qmoi
     /// gives (HTTP 2xx, Slack ack, console answer, IMAP flag) waits on this.
     pub async fn durable(&self) -> Result<(), StoreError> {
-        let tx = self.inner.flusher.get_or_init(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
-            // A weak handle: the flush task must not keep the database open
-            // (and its file lock held) once every Store is dropped.
-            let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(async move {
-                while let Some(first) = rx.recv().await {
-                    let mut waiters = vec![first];
-                    while let Ok(w) = rx.try_recv() {
-                        waiters.push(w);
-                    }
-                    let res = match weak.upgrade() {
-                        Some(inner) => tokio::task::spawn_blocking(move || inner.sync())
-                            .await
-                            .unwrap_or_else(|e| Err(e.to_string())),
-                        None => Err("memory closed".to_string()),
-                    };
-                    for w in waiters {
-                        let _ = w.send(res.clone());
-                    }
-                }
-            });
-            tx
-        });
-        let (done_tx, done_rx) = oneshot::channel();
-        tx.send(done_tx)
-            .map_err(|_| StoreError::Flush("flush task stopped".into()))?;
-        done_rx
+        self.inner
+            .commit
+            .wait(Arc::downgrade(&self.inner))
             .await
-            .map_err(|_| StoreError::Flush("flush task stopped".into()))?
             .map_err(StoreError::Flush)
     }
 

@@ -99,12 +99,17 @@ async fn memory_export(State(state): State<AppState>, headers: HeaderMap) -> Res
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let store = state.store.clone();
+    // One instant of the memory, as scheduled backups are (see `backup`).
+    let scratch = state.config.paths.backups.join(format!(
+        ".export-{}.snapshot",
+        uuid::Uuid::new_v4().simple()
+    ));
     tokio::task::spawn_blocking(move || {
         let mut w = ChunkWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),
         };
-        if let Err(e) = store::export_jsonl(&store, &mut w) {
+        if let Err(e) = backup::export_snapshot(&store, &scratch, &mut w) {
             let _ =
                 w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }

@@ -2,7 +2,7 @@
 
 use super::{error, AppState};
 use crate::events::{github, gitlab, push, Event, PayloadError};
-use crate::intake::Received;
+use crate::intake::{IntakeError, Received, RETRY_AFTER_SECS};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -111,6 +111,15 @@ pub(super) async fn accept(state: &AppState, event: Event, delivery: Option<&str
             Json(json!({ "status": "duplicate", "event": id })),
         )
             .into_response(),
+        // Backpressure: nothing was stored, so the retry is a clean first
+        // delivery (see `intake`'s bounded queue).
+        Err(e @ IntakeError::Busy(_)) => {
+            tracing::warn!(error = %e, "event refused: the intake queue is full");
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+            r
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not store an event");
             error(
