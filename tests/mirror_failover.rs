@@ -431,7 +431,9 @@ async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_
     };
 
     // Before: the primary's API, with the primary's token.
-    let (status, body) = bot.api("/api/v1/events", &job_failed("j1", 2366, 1977, "test")).await;
+    let (status, body) = bot
+        .api("/api/v1/events", &job_failed("j1", 2366, 1977, "test"))
+        .await;
     assert_eq!(status, 200, "{body}");
     bot.wait_notification(1).await;
     let r = bot.command("operator", "retry #1").await;
@@ -459,7 +461,9 @@ async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_
     );
 
     // After: the backup's events are retried on the backup, with its token.
-    let (status, body) = bot.api("/api/v1/events", &job_failed("j2", 2400, 1990, "lint")).await;
+    let (status, body) = bot
+        .api("/api/v1/events", &job_failed("j2", 2400, 1990, "lint"))
+        .await;
     assert_eq!(status, 200, "{body}");
     bot.wait_notification(2).await;
     let r = bot.command("operator", "retry #2").await;

@@ -397,8 +397,48 @@ async fn mirror_status_on_the_command_line_and_the_history_survive_a_restart() {
         "{text}"
     );
 
+    // A push left "intended" (as if qmoi had died while git ran): it is
+    // read back from the mirror at the next start, never pushed again.
+    let mirror_main = rev(&root.join("backup.git"), "refs/heads/main").expect("mirror main");
+    let key = "mirror.push/app/999/backup";
+    {
+        let store = qmoi::store::Store::open(&data).expect("open");
+        let now = chrono::Utc::now();
+        let rec = serde_json::json!({
+            "key": key, "owner": "sync of app (test)",
+            "description": { "kind": "git.push", "target": "push of 1 ref(s) to backup",
+                "request": "git push", "body": [{ "ref": "refs/heads/main", "old": null, "new": mirror_main }] },
+            "baseline": null, "status": "intended", "sends": 1, "outcome": null, "result": null,
+            "reconciled": false, "intended_at": now, "updated_at": now,
+        });
+        store
+            .put(qmoi::effects::TREE, key.as_bytes(), &rec)
+            .expect("put");
+        store.flush_blocking().expect("flush");
+    }
+
     // Restarted: the API serves the sync run from before the restart.
     let bot = TestBot::start(cfg).await;
+    let ledger =
+        qmoi::effects::Ledger::new(bot.store().clone(), qmoi::clock::SystemClock::shared());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let settled = loop {
+        let r = ledger.get(key).expect("ledger").expect("record");
+        if r.status != qmoi::effects::EffectStatus::Intended {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reconciled: {r:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        settled.status,
+        qmoi::effects::EffectStatus::Succeeded,
+        "{settled:?}"
+    );
+    assert!(settled.reconciled && settled.sends == 1, "{settled:?}");
     let hist: serde_json::Value = bot
         .http
         .get(format!("{}/api/v1/mirror/history?repo=app", bot.base))

@@ -179,3 +179,59 @@ pub async fn push(
     }
     outcomes
 }
+
+impl super::Mirror {
+    /// Settles pushes left *intended* or *unknown* (qmoi stopped mid-push,
+    /// or the follower could not be read): each is checked against the
+    /// follower with `ls-remote`, never pushed again. Returns how many were
+    /// settled. Run at startup; a push still unreadable stays unknown.
+    pub async fn reconcile_pushes(&self) -> usize {
+        let Ok(open) = self.ledger.unsettled() else {
+            return 0;
+        };
+        let mut settled = 0;
+        for rec in open.iter().filter(|r| r.description.kind == "git.push") {
+            // mirror.push/<repo>/<run>/<remote>
+            let mut parts = rec.key.split('/').skip(1);
+            let (Some(repo), Some(_), Some(remote)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(set) = self.repo(repo) else { continue };
+            let Some(target) = super::service::remote(set, remote).cloned() else {
+                continue;
+            };
+            let updates: Vec<Update> = rec
+                .description
+                .body
+                .as_ref()
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| {
+                            Some((
+                                u["ref"].as_str()?.to_string(),
+                                u["old"].as_str().map(str::to_string),
+                                u["new"].as_str()?.to_string(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let cache = self.cache(&set.name);
+            let creds = self.credentials(&target);
+            let effect = Push {
+                cache: &cache,
+                source: "",
+                target: &target,
+                creds: creds.as_ref(),
+                updates: &updates,
+            };
+            match self.ledger.perform(&rec.key, &rec.owner, &effect).await {
+                Ok(Settled::Pending(_)) | Err(_) => {}
+                Ok(_) => settled += 1,
+            }
+        }
+        settled
+    }
+}

@@ -544,6 +544,13 @@ impl Mirror {
         if !self.enabled() {
             return tasks;
         }
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let n = me.reconcile_pushes().await;
+            if n > 0 {
+                tracing::warn!(settled = n, "pushes interrupted when qmoi last stopped were read back from the mirrors (not re-sent)");
+            }
+        }));
         if self.cfg.sync_interval_secs > 0 {
             let me = self.clone();
             let every = Duration::from_secs(self.cfg.sync_interval_secs);
