@@ -340,8 +340,7 @@ pub async fn answer(
         return r;
     }
     let words = f.command.trim().to_string();
-    let verb = words.split_whitespace().next().unwrap_or("").to_lowercase();
-    if views::is_dangerous(&verb) {
+    if let Some(verb) = views::dangerous_command(&d.engine.registry(), &words) {
         if !d.auth.recent(&s) {
             return refuse(
                 StatusCode::FORBIDDEN,

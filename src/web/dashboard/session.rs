@@ -50,7 +50,7 @@ pub enum SignInError {
 }
 
 /// A signed-in person.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
     /// Who.
     pub person: Person,
@@ -62,6 +62,20 @@ pub struct Session {
     pub last_seen: DateTime<Utc>,
     /// The anti-CSRF token every state-changing request must carry.
     pub csrf: String,
+}
+
+/// Without the CSRF token: a session printed in a log must not hand out
+/// the token that authorizes its requests.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("person", &self.person.name)
+            .field("read_only", &self.read_only)
+            .field("signed_in_at", &self.signed_in_at)
+            .field("last_seen", &self.last_seen)
+            .field("csrf", &"<redacted>")
+            .finish()
+    }
 }
 
 struct Link {

@@ -250,6 +250,14 @@ pub fn is_dangerous(command: &str) -> bool {
     matches!(command, "approve" | "failover" | "failback")
 }
 
+/// The dangerous command typed `words` mean to the engine, aliases
+/// included ("lgtm #5" and "ship it" are `approve`): the confirmation step
+/// follows the command, not its spelling.
+pub fn dangerous_command(registry: &Registry, words: &str) -> Option<String> {
+    let name = registry.parse(words).ok()?.name;
+    is_dangerous(&name).then_some(name)
+}
+
 fn decision(d: &Decision) -> DecisionView {
     let status = match d.status {
         DecisionStatus::Running => "running",
@@ -534,6 +542,17 @@ pub(crate) fn csv_cell(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_of_dangerous_commands_are_dangerous() {
+        let r = Registry::builtin().expect("builtin commands");
+        for words in ["approve #5", "lgtm #5", "LGTM", "ship it #5", "failover"] {
+            assert!(dangerous_command(&r, words).is_some(), "{words}");
+        }
+        for words in ["ack #5", "status", "retry #5", "nonsense words"] {
+            assert_eq!(dangerous_command(&r, words), None, "{words}");
+        }
+    }
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {
