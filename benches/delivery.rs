@@ -6,7 +6,9 @@
 //! one success per message and channel, or more mails than messages), and
 //! the email delay (queued → SMTP accepted, from qmoi's delivery state)
 //! p50/p99/max. Needs root (it starts deploy/mail/devmail.sh).
-//! Environment: BENCH_NOTIFICATIONS, BENCH_OUTAGE_SECS.
+//! Environment: BENCH_NOTIFICATIONS, BENCH_OUTAGE_SECS, BENCH_EMAIL_CONCURRENCY
+//! (`notify.concurrency` for email, default 1), BENCH_RUNS (`healthy`,
+//! `throttled` or both, the default).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -19,6 +21,13 @@ use support::mail::{header, MailServer};
 use support::slack::SlackServer;
 use support::*;
 
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -28,6 +37,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 fn config(dir: &std::path::Path, slack: &SlackServer, mail: &MailServer) -> Config {
     let mut c = test_config(dir, None, None);
+    c.notify.concurrency = [("email".to_string(), env("BENCH_EMAIL_CONCURRENCY", 1))].into();
     c.notify.channels = vec!["slack".into(), "email".into()];
     c.console.enabled = false;
     c.notify.retry_base_ms = 500;
@@ -158,22 +168,20 @@ fn report(name: &str, o: &Outcome) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: u64 = std::env::var("BENCH_NOTIFICATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let outage = Duration::from_secs(
-        std::env::var("BENCH_OUTAGE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(30),
-    );
+    let n: u64 = env("BENCH_NOTIFICATIONS", 1000);
+    let outage = Duration::from_secs(env("BENCH_OUTAGE_SECS", 30));
+    let runs: String = env("BENCH_RUNS", "healthy,throttled".to_string());
     println!(
-        "{n} notifications to Slack + email; Postfix stopped for {} s from the first one",
-        outage.as_secs()
+        "{n} notifications to Slack + email; Postfix stopped for {} s from the first one; email concurrency {}",
+        outage.as_secs(),
+        env("BENCH_EMAIL_CONCURRENCY", 1)
     );
-    let healthy = run(n, outage, false).await;
-    report("Slack healthy", &healthy);
-    let throttled = run(n, outage, true).await;
-    report("Slack 429 (Retry-After 1 s) to a third", &throttled);
+    if runs.contains("healthy") {
+        let healthy = run(n, outage, false).await;
+        report("Slack healthy", &healthy);
+    }
+    if runs.contains("throttled") {
+        let throttled = run(n, outage, true).await;
+        report("Slack 429 (Retry-After 1 s) to a third", &throttled);
+    }
 }
