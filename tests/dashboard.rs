@@ -737,6 +737,22 @@ async fn emailed_and_console_links_sign_in_only_on_post_and_attempts_are_limited
     bot.stop().await;
 }
 
+/// Waits (bounded) until an audit record matching `what` is written: the
+/// marker that an action the page shows no change for has happened.
+async fn audited(bot: &TestBot, what: &str, matches: impl Fn(&AuditRecord) -> bool) {
+    for _ in 0..1000 {
+        let audit: Vec<AuditRecord> = bot
+            .store()
+            .latest(qmoi::store::trees::AUDIT, 50)
+            .expect("audit");
+        if audit.iter().any(&matches) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} was never audited");
+}
+
 /// Whether Slack was sent anything about notification `#n`.
 fn slack_mentions(slack: &SlackServer, n: u64) -> bool {
     let tag = format!("#{n}");
@@ -781,31 +797,26 @@ async fn muting_a_project_keeps_its_notifications_on_the_dashboard_and_off_the_c
 
     c.goto(&format!("{base}/n/1")).await.expect("timeline");
     click(&c, "#mute-project").await;
-    appears(&c, "#h-timeline").await;
-    let audit: Vec<AuditRecord> = bot
-        .store()
-        .latest(qmoi::store::trees::AUDIT, 50)
-        .expect("audit");
-    assert!(audit.iter().any(|r| r.kind == "override.mute"
-        && r.subject == "gitlab-org/gitlab-test"
-        && r.actor.as_deref() == Some("alice")));
+    // The timeline page was already showing: wait for the mute itself (its
+    // audit record), not for a heading that was there before the click.
+    audited(&bot, "the mute", |r| {
+        r.kind == "override.mute"
+            && r.subject == "gitlab-org/gitlab-test"
+            && r.actor.as_deref() == Some("alice")
+    })
+    .await;
 
     c.goto(&base).await.expect("overview");
     appears(&c, ".muted-project").await;
     job_failed(&bot, 1978, "lint").await;
     appears(&c, "#recent-2").await;
     shot(&c, "overview-muted").await;
-    // Intake audits the suppression before it would have queued anything.
-    let audit: Vec<AuditRecord> = bot
-        .store()
-        .latest(qmoi::store::trees::AUDIT, 50)
-        .expect("audit");
-    assert!(
-        audit
-            .iter()
-            .any(|r| r.kind == "notification.muted" && r.subject == "#2"),
-        "the suppression is audited"
-    );
+    // Intake audits the suppression (right after the notification shows up
+    // on the page) in place of queueing anything.
+    audited(&bot, "the suppression", |r| {
+        r.kind == "notification.muted" && r.subject == "#2"
+    })
+    .await;
     let queued: Vec<(Vec<u8>, qmoi::store::OutboxItem)> = bot
         .store()
         .all(qmoi::store::trees::OUTBOX)
@@ -826,6 +837,8 @@ async fn muting_a_project_keeps_its_notifications_on_the_dashboard_and_off_the_c
     assert_eq!(slack.calls("chat.postMessage").len(), posts_before);
 
     click(&c, "[data-unmute]").await;
+    // The overview was already showing: wait for the unmute itself.
+    audited(&bot, "the unmute", |r| r.kind == "override.unmute").await;
     appears(&c, "#h-open").await;
     job_failed(&bot, 1979, "build").await;
     appears(&c, "#open-3").await;
