@@ -870,27 +870,38 @@ impl Engine {
     /// Rebuilds what running a decision's action needs from memory.
     fn job_for(&self, d: &Decision) -> Result<Option<Job>, EngineError> {
         let s = &self.inner.store;
-        let Some(record) = s.get::<CommandRecord>(trees::COMMANDS, d.command_key.as_bytes())?
+        let Some(mut record) = s.get::<CommandRecord>(trees::COMMANDS, d.command_key.as_bytes())?
         else {
             return Ok(None);
         };
-        let Some(parsed) = record.parsed.clone() else {
+        // A crash between claiming the decision and writing the command's
+        // parsed form leaves only the first claim of the command (its text
+        // and origin): parse and resolve it again — the same words from the
+        // same person decide the same thing, and nothing was sent yet.
+        let registry = self.inner.registry.current();
+        let parsed = match record.parsed.clone() {
+            Some(p) => p,
+            None => match registry.parse(&record.command.text) {
+                Ok(p) => p,
+                Err(_) => return Ok(None),
+            },
+        };
+        let Some(spec) = registry.get(&parsed.name).cloned() else {
             return Ok(None);
         };
-        let Some(spec) = self.inner.registry.current().get(&parsed.name).cloned() else {
+        let directory = self.inner.directory.current();
+        let person = match &record.person {
+            Some(name) => directory.people().iter().find(|p| &p.name == name),
+            None => {
+                let o = &record.command.origin;
+                directory.resolve(&o.channel, &o.identity)
+            }
+        };
+        let Some(person) = person.cloned() else {
             return Ok(None);
         };
-        let Some(person) = self
-            .inner
-            .directory
-            .current()
-            .people()
-            .iter()
-            .find(|p| Some(&p.name) == record.person.as_ref())
-            .cloned()
-        else {
-            return Ok(None);
-        };
+        record.parsed = Some(parsed.clone());
+        record.person = Some(person.name.clone());
         let notification = s.notification(d.notification)?;
         Ok(Some(Job {
             record,
