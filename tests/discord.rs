@@ -438,7 +438,13 @@ async fn slash_commands_are_registered_once_and_again_only_when_changed() {
         dc::GUILD_ID
     );
     let bot = TestBot::start(discord_config(dir.path(), &d, &gl.url(), DiscordMode::Http)).await;
-    d.wait("registration", |s| !s.calls(&put).is_empty()).await;
+    // The call is recorded when it arrives, the registration once the
+    // server has checked and stored it: wait for both.
+    let guild = format!("guild:{}", dc::GUILD_ID);
+    d.wait("registration", |s| {
+        !s.calls(&put).is_empty() && s.registered(&guild).is_some()
+    })
+    .await;
     let registered = d.calls(&put)[0].body.clone();
     assert_eq!(registered[0]["name"], "qmoi");
     let subs: Vec<&str> = registered[0]["options"]
