@@ -168,3 +168,37 @@ fn history_rows_fit_the_terminal_and_show_no_keys() {
         }
     }
 }
+
+#[test]
+fn outside_content_reaches_the_terminal_without_escape_sequences_and_fits_by_columns() {
+    use unicode_width::UnicodeWidthStr;
+    let mut bot = start();
+    // A branch name carrying a clear-screen and a title change, and a job
+    // name of CJK characters (two columns each) and emoji.
+    let (code, body) = post(
+        &bot,
+        "/api/v1/events",
+        serde_json::json!({
+            "id": "console-esc", "kind": "job_failed", "platform": "gitlab",
+            "project": "gitlab-org/gitlab-test", "project_id": "380",
+            "ref": "evil\u{1b}[2J\u{1b}]0;pwned\u{7}",
+            "pipeline": 7100,
+            "job": {"id": 9100, "name": "合并请求已批准并合并到主分支上了请检查流水线状态然后告诉我结果🚀🚀🚀"}
+        }),
+    );
+    assert_eq!(code, 200, "{body}");
+    bot.wait_stdout("[qmoi #1]");
+    let out = answer(&mut bot, "status", "#1 ");
+    let out = format!("{out}{}", answer(&mut bot, "status #1", "#1"));
+    let all = bot.stdout_text();
+    assert!(all.contains("evil"), "the branch is shown: {all}");
+    assert!(!all.contains('\u{1b}'), "ESC reached the terminal: {all:?}");
+    assert!(!all.contains('\u{7}'), "BEL reached the terminal: {all:?}");
+    for line in out.lines() {
+        assert!(
+            line.width() <= usize::from(COLS),
+            "{} columns, wider than the terminal ({COLS}): {line:?}",
+            line.width()
+        );
+    }
+}

@@ -386,7 +386,7 @@ async fn admin_reads_on_a_running_bot_and_the_lock_sentence() {
     .expect("join");
     assert!(ok, "{err}");
     assert!(
-        out.contains("Open questions (1)") && out.contains("#1"),
+        out.contains("Open questions: 1\n") && out.contains("#1"),
         "{out}"
     );
 
@@ -404,5 +404,5 @@ async fn admin_reads_on_a_running_bot_and_the_lock_sentence() {
     // Stopped: the same reads work on the directory.
     let (ok, out, err) = qmoi(dir.path(), &["status", "--data", d]);
     assert!(ok, "{err}");
-    assert!(out.contains("Open questions (1)"), "{out}");
+    assert!(out.contains("Open questions: 1\n"), "{out}");
 }

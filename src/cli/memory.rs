@@ -205,32 +205,57 @@ fn export(config: &Config, out: Option<&Path>, remote: &Remote) -> Result<()> {
 
 /// Runs `qmoi status`.
 pub fn status(config: Config, args: &StatusArgs) -> Result<()> {
-    let v = match &args.remote.url {
-        Some(url) => get_json(&config, &args.remote, url, "/admin/v1/status")?,
+    let report: admin::StatusReport = match &args.remote.url {
+        Some(url) => {
+            let body = get(&config, &args.remote, url, "/admin/v1/status")?;
+            serde_json::from_slice(&body)
+                .with_context(|| format!("{url}/admin/v1/status did not answer a status"))?
+        }
         None => admin::status_json(&open(&config)?, &config.paths.backups)?,
     };
-    let open = v["open_questions"].as_array().cloned().unwrap_or_default();
-    if open.is_empty() {
-        println!("No open questions.");
+    print!("{}", status_text(&report));
+    Ok(())
+}
+
+/// The status as the terminal shows it, in the words the chat `status`
+/// uses ("Open questions: N — showing the 10 newest"). Project names and
+/// subjects come from the forge: escaped for the console, so no escape
+/// sequence in them reaches the terminal.
+fn status_text(r: &admin::StatusReport) -> String {
+    use qmoi::render::{escape, Medium};
+    use std::fmt::Write;
+    let mut out = String::new();
+    let total = r.open_total.unwrap_or(r.open_questions.len());
+    if total == 0 {
+        out.push_str("No open questions.\n");
     } else {
-        println!("Open questions ({}):", open.len());
-        for n in &open {
-            println!(
+        let _ = write!(out, "Open questions: {total}");
+        if r.open_questions.len() < total {
+            let _ = write!(out, " — showing the {} newest", r.open_questions.len());
+        }
+        out.push('\n');
+        for q in &r.open_questions {
+            let _ = writeln!(
+                out,
                 "  #{} {} {} {}",
-                n["id"],
-                n["kind"].as_str().unwrap_or(""),
-                n["project"].as_str().unwrap_or(""),
-                n["subject"].as_str().unwrap_or("")
+                q.id,
+                escape(Medium::Console, &q.kind),
+                escape(Medium::Console, &q.project),
+                escape(Medium::Console, &q.subject)
             );
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "Audit log: {} records. Memory on disk: {:.1} MB. Newest good backup: {}.",
-        v["audit_head"].as_u64().unwrap_or(0),
-        v["size_on_disk"].as_u64().unwrap_or(0) as f64 / 1e6,
-        v["newest_good_backup"].as_str().unwrap_or("none")
+        r.audit_head.unwrap_or(0),
+        r.size_on_disk as f64 / 1e6,
+        escape(
+            Medium::Console,
+            r.newest_good_backup.as_deref().unwrap_or("none")
+        )
     );
-    Ok(())
+    out
 }
 
 fn get_json(config: &Config, remote: &Remote, url: &str, path: &str) -> Result<serde_json::Value> {
@@ -274,4 +299,71 @@ fn get(config: &Config, remote: &Remote, url: &str, path: &str) -> Result<Vec<u8
         }
         Ok(body)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(id: u64, project: &str, subject: &str) -> admin::OpenQuestion {
+        admin::OpenQuestion {
+            id,
+            kind: "job_failed".into(),
+            project: project.into(),
+            subject: subject.into(),
+            last_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn status_uses_the_products_wording_and_escapes_outside_content() {
+        let report = admin::StatusReport {
+            open_questions: vec![question(
+                12,
+                "evil\u{1b}]0;pwned\u{7}/proj",
+                "job \u{1b}[2Jlint \u{202E}failed",
+            )],
+            open_total: Some(12),
+            audit_head: Some(40),
+            size_on_disk: 2_000_000,
+            newest_good_backup: None,
+        };
+        let text = status_text(&report);
+        assert!(
+            text.starts_with("Open questions: 12 — showing the 1 newest\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("  #12 job_failed evil]0;pwned/proj job [2Jlint [U+202E]failed\n"),
+            "{text:?}"
+        );
+        assert!(
+            text.ends_with(
+                "Audit log: 40 records. Memory on disk: 2.0 MB. Newest good backup: none.\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_admin_status_round_trips_and_an_older_bot_without_a_total_is_read() {
+        let report = admin::StatusReport {
+            open_questions: vec![question(1, "g/p", "main")],
+            open_total: Some(1),
+            audit_head: None,
+            size_on_disk: 0,
+            newest_good_backup: Some("/b/x.qmoi".into()),
+        };
+        let json = serde_json::to_vec(&report).expect("json");
+        let back: admin::StatusReport = serde_json::from_slice(&json).expect("back");
+        assert_eq!(back, report);
+        let mut old = serde_json::to_value(&report).expect("value");
+        old.as_object_mut().map(|o| o.remove("open_total"));
+        let back: admin::StatusReport = serde_json::from_value(old).expect("older bot");
+        assert_eq!(status_text(&back).lines().next(), Some("Open questions: 1"));
+    }
 }

@@ -82,6 +82,11 @@ pub struct Accepted {
     pub ack: Reply,
     /// Resolves with the outcome once the action has run.
     pub outcome: Option<oneshot::Receiver<Reply>>,
+    /// Set when qmoi itself failed before it could handle the command
+    /// (memory, rendering or its task): nothing was run, and a retry with
+    /// the same key is safe. Callers with a status code (the API) answer
+    /// "unavailable" rather than success.
+    pub unhandled: bool,
 }
 
 /// Errors inside the engine; the person is told "nothing was run".
@@ -255,6 +260,7 @@ impl Engine {
                         None,
                     ),
                     outcome: None,
+                    unhandled: true,
                 }
             }
         }
@@ -283,6 +289,7 @@ impl Engine {
             return Ok(Accepted {
                 ack: gate::duplicate_reply(&earlier),
                 outcome: None,
+                unhandled: false,
             });
         }
         let origin = record.command.origin.clone();
@@ -454,6 +461,7 @@ impl Engine {
         Ok(Accepted {
             ack,
             outcome: Some(rx),
+            unhandled: false,
         })
     }
 
@@ -804,6 +812,7 @@ impl Engine {
         Ok(Accepted {
             ack: reply,
             outcome: None,
+            unhandled: false,
         })
     }
 

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The admin routes (merged into the main router).
@@ -164,28 +165,66 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
+/// How many open questions `qmoi status` lists (the total is always told).
+pub const STATUS_NEWEST: usize = 10;
+
+/// What `qmoi status` shows: the body of `GET /admin/v1/status`, read back
+/// by the CLI with the same type (so neither side spells keys by hand).
+/// Strings are raw outside content (project names, subjects): whoever shows
+/// them escapes them for their medium.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The newest open questions, at most [`STATUS_NEWEST`].
+    pub open_questions: Vec<OpenQuestion>,
+    /// How many questions are open in all (an older bot does not send it:
+    /// then the list is all the CLI knows).
+    #[serde(default)]
+    pub open_total: Option<usize>,
+    /// Sequence number of the newest audit record.
+    pub audit_head: Option<u64>,
+    /// Bytes the memory takes on disk.
+    pub size_on_disk: u64,
+    /// The newest backup that verified, if any.
+    pub newest_good_backup: Option<String>,
+}
+
+/// One open question in a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenQuestion {
+    /// Notification number.
+    pub id: u64,
+    /// Event kind (`job_failed`, …).
+    pub kind: String,
+    /// Project path, as the forge sent it.
+    pub project: String,
+    /// What it is about, as the forge sent it.
+    pub subject: String,
+    /// When it last happened.
+    pub last_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What `qmoi status` shows, from a store (running or stopped).
 pub fn status_json(
     store: &store::Store,
     backups: &std::path::Path,
-) -> Result<serde_json::Value, store::StoreError> {
-    let open: Vec<serde_json::Value> = store
-        .open_notifications(None, 10)?
+) -> Result<StatusReport, store::StoreError> {
+    let all = store.open_notifications(None, usize::MAX)?;
+    let open_questions = all
         .iter()
-        .map(|n| {
-            json!({
-                "id": n.id,
-                "kind": n.event.kind.as_str(),
-                "project": n.event.project.path,
-                "subject": n.event.subject(),
-                "last_at": n.last_at,
-            })
+        .take(STATUS_NEWEST)
+        .map(|n| OpenQuestion {
+            id: n.id,
+            kind: n.event.kind.as_str().to_string(),
+            project: n.event.project.path.clone(),
+            subject: n.event.subject(),
+            last_at: n.last_at,
         })
         .collect();
-    Ok(json!({
-        "open_questions": open,
-        "audit_head": checkpoint::head(store)?.map(|(s, _)| s),
-        "size_on_disk": store.size_on_disk()?,
-        "newest_good_backup": backup::newest_good(backups).map(|p| p.display().to_string()),
-    }))
+    Ok(StatusReport {
+        open_questions,
+        open_total: Some(all.len()),
+        audit_head: checkpoint::head(store)?.map(|(s, _)| s),
+        size_on_disk: store.size_on_disk()?,
+        newest_good_backup: backup::newest_good(backups).map(|p| p.display().to_string()),
+    })
 }

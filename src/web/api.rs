@@ -4,7 +4,9 @@
 use super::hooks::{accept, bad_payload};
 use super::{error, AppState};
 use crate::command::{Command, Evidence, Origin};
+use crate::engine::Accepted;
 use crate::events::{ApiEvent, PayloadError};
+use crate::intake::RETRY_AFTER_SECS;
 use crate::store::{trees, CommandRecord, CommandStatus};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -142,6 +144,13 @@ pub async fn post_command(
     )
     .answering(b.notification);
     let accepted = state.engine.accept(cmd).await;
+    command_response(b.wait, accepted).await
+}
+
+/// The HTTP answer for an accepted command: 403 for a refusal, 503 with
+/// `Retry-After` when qmoi itself failed before running anything (the same
+/// key may be retried), 202 when the caller did not wait, else 200.
+async fn command_response(wait: bool, accepted: Accepted) -> Response {
     if accepted.ack.status == CommandStatus::Denied {
         let mut r = (
             StatusCode::FORBIDDEN,
@@ -153,7 +162,17 @@ pub async fn post_command(
         r.extensions_mut().insert(super::ErrorCode("refused"));
         return r;
     }
-    match (b.wait, accepted.outcome) {
+    if accepted.unhandled {
+        let mut r = super::error_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhandled",
+            &accepted.ack.text,
+        );
+        r.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        return r;
+    }
+    match (wait, accepted.outcome) {
         (true, Some(rx)) => {
             let reply = rx.await.unwrap_or(accepted.ack);
             (StatusCode::OK, Json(json!({ "reply": reply }))).into_response()
@@ -196,5 +215,55 @@ pub async fn get_notification(
         }
         (Ok(None), _) => error(StatusCode::NOT_FOUND, &format!("no notification #{id}")),
         (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Reply;
+
+    fn accepted(status: CommandStatus, text: &str, unhandled: bool) -> Accepted {
+        Accepted {
+            ack: Reply {
+                text: text.into(),
+                status,
+                notification: None,
+                duplicate: false,
+            },
+            outcome: None,
+            unhandled,
+        }
+    }
+
+    async fn body_json(r: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn an_engine_failure_is_503_with_the_error_contract_and_retry_after() {
+        let text = "qmoi could not handle that (memory not writable); nothing was run.";
+        let r = command_response(true, accepted(CommandStatus::Failed, text, true)).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&RETRY_AFTER_SECS.into())
+        );
+        let j = body_json(r).await;
+        assert_eq!(j["error"], "unhandled", "{j}");
+        assert_eq!(j["message"], text, "{j}");
+    }
+
+    #[tokio::test]
+    async fn an_action_that_ran_and_failed_is_still_a_200_reply() {
+        let r =
+            command_response(true, accepted(CommandStatus::Failed, "merge failed", false)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
+        let j = body_json(r).await;
+        assert_eq!(j["reply"]["text"], "merge failed", "{j}");
     }
 }

@@ -47,7 +47,10 @@ impl Channel for ConsoleChannel {
 
     async fn deliver(&self, _id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         let mut out = self.out.lock().await;
-        let text = format!("\n{}\n", message.body.trim_end());
+        // Rendered for the console already; escaped once more at the last
+        // step so nothing that reaches the terminal can carry an escape
+        // sequence (escaping is idempotent on this medium).
+        let text = format!("\n{}\n", shown(message.body.trim_end()));
         out.write_all(text.as_bytes())
             .await
             .map_err(|e| DeliveryError::Retryable {
@@ -146,15 +149,82 @@ pub async fn listen<R>(
     tracing::info!("console input closed; qmoi keeps running without it");
 }
 
+/// `text` as the terminal may show it: control characters (ESC and the
+/// sequences it starts) dropped and invisible characters marked, by
+/// render's console escaper. Replies carry outside content (project names,
+/// job logs, what was typed), so they are never printed raw.
+fn shown(text: &str) -> String {
+    crate::render::escape(crate::render::Medium::Console, text)
+}
+
 async fn print(out: &Output, text: &str) {
     use std::io::IsTerminal;
+    let text = shown(text);
     // On a terminal, rows (history, status) fit its width instead of wrapping mid-word.
     let text = if std::io::stdout().is_terminal() {
-        terminal::fit(text, terminal::width())
+        terminal::fit(&text, terminal::width())
     } else {
-        text.to_string()
+        text
     };
     let mut o = out.lock().await;
     let _ = o.write_all(format!("{text}\n").as_bytes()).await;
     let _ = o.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `print` wrote, through an in-memory pipe.
+    async fn printed(text: &str) -> String {
+        let (w, mut r) = tokio::io::duplex(1 << 16);
+        let out: Output = Arc::new(Mutex::new(Box::new(w)));
+        print(&out, text).await;
+        drop(out);
+        let mut got = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut r, &mut got)
+            .await
+            .expect("read");
+        got
+    }
+
+    #[tokio::test]
+    async fn replies_reach_the_terminal_without_escape_sequences() {
+        // A title change (OSC), a colour and a clear-screen (CSI), a bell,
+        // and a right-to-left override, as a project name might carry them.
+        let reply =
+            "→ #4 on evil\u{1b}]0;pwned\u{7}/proj \u{1b}[31mred\u{1b}[0m \u{1b}[2J \u{202E}txt.exe";
+        let got = printed(reply).await;
+        assert!(!got.contains('\u{1b}'), "ESC reached the terminal: {got:?}");
+        assert!(!got.contains('\u{7}'), "BEL reached the terminal: {got:?}");
+        assert!(
+            got.contains("[U+202E]"),
+            "bidi override not marked: {got:?}"
+        );
+        assert!(got.contains("evil]0;pwned/proj"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_escaped_too() {
+        let (w, mut r) = tokio::io::duplex(1 << 16);
+        let out: Output = Arc::new(Mutex::new(Box::new(w)));
+        let channel = ConsoleChannel::new(out);
+        let message = Outgoing {
+            notification: Some(1),
+            kind: MessageKind::Notification,
+            thread: None,
+            subject: String::new(),
+            body: "[qmoi #1] job failed on \u{1b}[2Jproj".into(),
+            answers: Vec::new(),
+            data: serde_json::Value::Null,
+        };
+        channel.deliver(1, &message).await.expect("delivered");
+        drop(channel);
+        let mut got = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut r, &mut got)
+            .await
+            .expect("read");
+        assert!(!got.contains('\u{1b}'), "{got:?}");
+        assert!(got.contains("job failed on [2Jproj"), "{got:?}");
+    }
 }

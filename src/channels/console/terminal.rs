@@ -239,8 +239,10 @@ pub fn width() -> usize {
     80
 }
 
-/// Fits each line of `text` into `width` columns, cutting at a word
-/// boundary and marking the cut with "…" (never mid-word when avoidable).
+/// Fits each line of `text` into `width` terminal columns, cutting at a
+/// word boundary and marking the cut with "…" (never mid-word when
+/// avoidable). Columns are display width, not characters: a CJK character
+/// or most emoji take two, a combining mark none.
 pub fn fit(text: &str, width: usize) -> String {
     text.lines()
         .map(|l| fit_line(l, width.max(20)))
@@ -249,12 +251,21 @@ pub fn fit(text: &str, width: usize) -> String {
 }
 
 fn fit_line(line: &str, width: usize) -> String {
-    if line.chars().count() <= width {
+    use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+    if line.width() <= width {
         return line.to_string();
     }
-    let keep: String = line.chars().take(width - 1).collect();
+    // Room for the "…" (one column).
+    let mut used = 0;
+    let keep: String = line
+        .chars()
+        .take_while(|c| {
+            used += c.width().unwrap_or(0);
+            used < width
+        })
+        .collect();
     let cut = match keep.rfind(' ') {
-        Some(at) if at > width / 2 => keep[..at].trim_end().to_string(),
+        Some(at) if keep[..at].width() > width / 2 => keep[..at].trim_end().to_string(),
         _ => keep,
     };
     format!("{cut}…")
@@ -276,6 +287,24 @@ mod tests {
             "cut mid-word: {got}"
         );
         assert_eq!(fit("short", 40), "short");
+    }
+
+    #[test]
+    fn width_counts_terminal_columns_not_chars() {
+        use unicode_width::UnicodeWidthStr;
+        // 30 CJK characters are 60 columns: cut to fit 40.
+        let cjk = "合并请求已批准并合并到主分支上了请检查流水线状态然后告诉我结果谢谢";
+        let got = fit(cjk, 40);
+        assert!(got.width() <= 40, "{} columns: {got}", got.width());
+        assert!(got.ends_with('…'), "{got}");
+        assert!(got.width() >= 38, "cut too short: {got}");
+        // Emoji are two columns each.
+        let emoji = format!("status {}", "🚀".repeat(30));
+        let got = fit(&emoji, 40);
+        assert!(got.width() <= 40, "{} columns: {got}", got.width());
+        // A line of 40 columns but only 20 chars of CJK fits exactly.
+        let exact: String = cjk.chars().take(20).collect();
+        assert_eq!(fit(&exact, 40), exact);
     }
 
     #[tokio::test]
