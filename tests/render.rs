@@ -608,3 +608,62 @@ fn degraded_form_always_fits() {
         check_slack_limits(&m.blocks);
     }
 }
+
+/// The short form delivery falls back on keeps outside content as inert as
+/// the full form: a headline, place, answer or fallback reason carrying
+/// mentions, links, markup or bidi overrides shows as text on every medium.
+#[test]
+fn degraded_form_keeps_hostile_titles_inert() {
+    let mut v = hostile_view();
+    v.n.headline =
+        "<!channel> *urgent* @everyone <@U0BOSS> [x](https://evil.example) \u{202E}exe.gnp".into();
+    v.n.place = "<https://evil.example|group/app> `main`".into();
+    v.n.answers[0].text = "retry <!here> #12".into();
+    let mut data = v.to_json();
+    data["fallback_note"] =
+        Value::String("Sent by email because Slack failed: <!here> \u{202E}x".into());
+    let msg = qmoi::store::Outgoing {
+        notification: Some(12),
+        kind: qmoi::store::MessageKind::Notification,
+        thread: None,
+        subject: "s".into(),
+        body: String::new(),
+        answers: Vec::new(),
+        data,
+    };
+    for channel in ["slack", "discord", "email", "console"] {
+        let d = render::degraded(channel, &msg);
+        let body = &d.body;
+        no_invisible(body, channel);
+        assert!(body.contains("U+202E"), "{channel}: bidi shown: {body}");
+        assert!(render::degraded::is_degraded(&d), "{channel}: marked");
+        assert!(body.contains("Sent by email because"), "{channel}: {body}");
+        match channel {
+            "slack" => {
+                for live in ["<!channel>", "<@U0BOSS>", "<!here>", "<https://evil"] {
+                    assert!(!body.contains(live), "slack: {live} live in {body}");
+                }
+                assert!(body.contains("&lt;!channel&gt;"), "{body}");
+            }
+            "discord" => {
+                for live in [
+                    "@everyone",
+                    "<@U0BOSS>",
+                    "](https://evil",
+                    "*urgent*",
+                    "`main`",
+                ] {
+                    assert!(!body.contains(live), "discord: {live} live in {body}");
+                }
+            }
+            _ => assert!(
+                body.contains("<!channel> *urgent*"),
+                "{channel}: as typed: {body}"
+            ),
+        }
+        // The shrunk view and the annotation both survive in the data.
+        let view = View::from_json(&d.data).expect("view");
+        assert_eq!(view.n.headline, v.n.headline);
+        assert!(d.data["fallback_note"].is_string());
+    }
+}

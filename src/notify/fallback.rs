@@ -14,6 +14,7 @@
 
 use super::outbox::{self, message_key};
 use super::{Notifier, NotifyError};
+use crate::render::{self, Medium};
 use crate::store::{
     seq_key, trees, FallbackNote, MessageKind, OutboxItem, OutboxStatus, Outgoing, Writes,
 };
@@ -47,6 +48,16 @@ pub(super) fn set(data: &mut Value, key: &str, value: Value) {
     if let Value::Object(map) = data {
         map.insert(key.to_string(), value);
     }
+}
+
+/// `body` (already rendered for `channel`) under `note`. The note quotes
+/// the platform's own error text, which is outside content: it is escaped
+/// for the channel's medium like any other, so an error message cannot
+/// mention, link or format anything. (`data.fallback_note` stays raw: the
+/// templates that show it escape it themselves.)
+fn with_note(channel: &str, note: &str, body: &str) -> String {
+    let note = render::escape(Medium::for_channel(channel), note);
+    format!("{note}\n\n{body}")
 }
 
 fn hhmm(t: DateTime<Utc>) -> String {
@@ -202,7 +213,7 @@ impl Notifier {
             primary.message.answers.clone(),
             &ctx,
         )?;
-        message.body = format!("{note}\n\n{}", message.body);
+        message.body = with_note(target, &note, &message.body);
         let mut copy = self.new_item(target, message)?;
         copy.fallback_for = Some(FallbackNote {
             channel: primary.channel.clone(),
@@ -245,9 +256,36 @@ impl Notifier {
                 hhmm(f.at),
                 f.reason
             );
-            m.body = format!("{note}\n\n{}", m.body);
+            m.body = with_note(&item.channel, &note, &m.body);
             set(&mut m.data, "fallback_note", json!(note));
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_error_in_the_note_is_inert_on_the_target_medium() {
+        let why =
+            "Slack failed: <!channel> *boom* <https://evil.example|click> @everyone \u{202E}x";
+        let note = format!("Sent by Slack because {why}.");
+        let slack = with_note("slack", &note, "BODY");
+        assert!(slack.ends_with("\n\nBODY"), "{slack}");
+        for live in ["<!channel>", "<https://evil"] {
+            assert!(!slack.contains(live), "{live} live on Slack: {slack}");
+        }
+        assert!(slack.contains("&lt;!channel&gt;"), "{slack}");
+        let discord = with_note("discord", &note, "BODY");
+        for live in ["@everyone", "*boom*", "<!channel>"] {
+            assert!(!discord.contains(live), "{live} live on Discord: {discord}");
+        }
+        for out in [&slack, &discord, &with_note("email", &note, "BODY")] {
+            assert!(!out.contains('\u{202E}'), "bidi override kept: {out}");
+            assert!(out.contains("Sent by Slack because Slack failed"), "{out}");
+        }
+        assert!(with_note("email", &note, "BODY").contains("<!channel> *boom*"));
     }
 }

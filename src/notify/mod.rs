@@ -9,7 +9,6 @@
 //! - [`outbox`]: retry horizon and backoff, and the delivery state per
 //!   message per channel that the API and metrics show;
 //! - [`limits`]: platform rate-limit windows (`Retry-After`) in their scope;
-//! - [`degraded`]: the short form sent when a platform refuses the full one;
 //! - [`health`]: startup checks and channels that cannot deliver (loud);
 //! - [`fallback`]: copies to `notify.fallback` channels, annotated;
 //! - [`timers`]: reminders, escalation and expiry of open questions.
@@ -17,7 +16,6 @@
 //! Every attempt lands in the delivery log. Channels only see rendered
 //! [`Outgoing`] messages; they never learn what an action is.
 
-pub mod degraded;
 pub mod fallback;
 pub mod health;
 pub mod limits;

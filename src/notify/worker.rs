@@ -16,7 +16,7 @@
 //! after it was queued — the outbox item carries its attempts and times, so
 //! a restart continues the same schedule.
 
-use super::{degraded, outbox, Channel, DeliveryError, Notifier, NotifyError};
+use super::{outbox, Channel, DeliveryError, Notifier, NotifyError};
 use crate::store::{
     seq_key, trees, AuditEntry, DeliveryLogEntry, MessageKind, OutboxItem, OutboxStatus, Store,
 };
@@ -268,7 +268,7 @@ impl Notifier {
             }) => self.retry_or_fail(item, reason, retry_after, now),
             Err(DeliveryError::Refused(reason)) if !item.degraded => {
                 tracing::warn!(channel = %item.channel, id = item.id, reason = %reason, "message refused; sending its short form");
-                item.message = degraded::degrade(&item.message, &reason);
+                item.message = crate::render::degraded(&item.channel, &item.message);
                 item.degraded = true;
                 item.last_error = Some(reason);
                 item.next_attempt_at = now;

@@ -1,10 +1,18 @@
 //! The always-fits form of a queued message, for delivery to fall back on
 //! when a channel refuses the full one (too long, invalid blocks) or when
 //! it moves a message to a channel with tighter limits.
+//!
+//! It is built from the typed [`View`] the message was queued with, never
+//! from its rendered text or from raw JSON, and every value from outside
+//! (headline, project, answers, a fallback's reason) goes through
+//! [`Markup`]: the short form is as inert as the full one. Delivery marks
+//! the result (`data.degraded`) so adapters build nothing larger from it
+//! (no Block Kit template, no HTML part).
 
 use super::view::View;
 use super::{cut, Markup, Medium};
 use crate::store::Outgoing;
+use serde_json::{json, Value};
 
 /// Longest value a degraded message keeps for any one field.
 const FIELD: usize = 200;
@@ -16,16 +24,44 @@ const FIELD: usize = 200;
 pub fn degraded(channel: &str, message: &Outgoing) -> Outgoing {
     let medium = Medium::for_channel(channel);
     let mut out = message.clone();
+    out.subject = cut(message.subject.trim(), super::limits::email::SUBJECT);
+    out.answers.truncate(MAX_ANSWERS);
     let Some(mut view) = View::from_json(&message.data) else {
         out.body = cut(&message.body, 1500);
-        out.subject = cut(&message.subject, super::limits::email::SUBJECT);
+        mark(&mut out.data);
         return out;
     };
     shrink(&mut view);
-    out.body = body(medium, &view);
-    out.data = view.to_json();
+    let note = message.data["fallback_note"].as_str();
+    out.body = body(medium, &view, note);
+    // The shrunk view replaces the full one; what else the message carried
+    // (a fallback's annotation) stays.
+    if let (Value::Object(data), Value::Object(shrunk)) = (&mut out.data, view.to_json()) {
+        data.extend(shrunk);
+    }
+    mark(&mut out.data);
     out
 }
+
+/// Marks `data` as the short form: adapters then send it as text only.
+fn mark(data: &mut Value) {
+    if data.is_null() {
+        *data = json!({});
+    }
+    if let Value::Object(map) = data {
+        map.insert("degraded".into(), json!({ "short": true }));
+    }
+}
+
+/// Whether `message` is the short form (sent as text only, nothing larger
+/// built from it).
+pub fn is_degraded(message: &Outgoing) -> bool {
+    message.data.get("degraded").is_some_and(Value::is_object)
+}
+
+/// The most answers a short form offers (Discord's five rows, Slack's
+/// actions block, and a readable line of words).
+const MAX_ANSWERS: usize = 10;
 
 fn shrink(view: &mut View) {
     let n = &mut view.n;
@@ -45,9 +81,13 @@ fn shrink(view: &mut View) {
     view.update = view.update.as_deref().map(|u| cut(u, 500));
 }
 
-fn body(medium: Medium, view: &View) -> String {
+fn body(medium: Medium, view: &View, note: Option<&str>) -> String {
     let n = &view.n;
-    let mut m = Markup::new(medium)
+    let mut m = Markup::new(medium);
+    if let Some(note) = note {
+        m = m.text(&cut(note, 300)).lit("\n\n");
+    }
+    m = m
         .lit("[qmoi #")
         .text(&n.id.to_string())
         .lit("] ")
@@ -62,7 +102,12 @@ fn body(medium: Medium, view: &View) -> String {
         m = m.lit("\nDetails: ").link(u, u);
     }
     if !n.answers.is_empty() {
-        let words: Vec<&str> = n.answers.iter().map(|a| a.text.as_str()).collect();
+        let words: Vec<String> = n
+            .answers
+            .iter()
+            .take(MAX_ANSWERS)
+            .map(|a| cut(&a.text, 60))
+            .collect();
         m = m.lit("\nAnswer with: ").text(&words.join(" · "));
     }
     m.lit("\n(Shortened: the full message did not fit.)\n— ")

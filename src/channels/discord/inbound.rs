@@ -128,6 +128,19 @@ pub fn public_text(reply: &Reply) -> String {
     format!("{}\n— {SIGNATURE}", render::escape(Medium::Discord, &text))
 }
 
+/// The role IDs of the guild member who sent `payload` (an interaction or
+/// a message; none in a DM). Non-string entries are skipped.
+fn member_roles(payload: &Value) -> Vec<String> {
+    payload["member"]["roles"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl DiscordInbound {
     /// Wires the inbound path.
     pub fn new(
@@ -244,17 +257,9 @@ impl DiscordInbound {
             .as_str()
             .or(v["user"]["id"].as_str())
             .ok_or(Malformed("no user"))?;
-        let roles: Vec<String> = v["member"]["roles"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
         let origin = Origin {
             channel: NAME.into(),
-            identity: self.identity(user, &roles),
+            identity: self.identity(user, &member_roles(v)),
             thread: None,
         };
         let evidence = Evidence {
@@ -406,20 +411,12 @@ impl DiscordInbound {
         if text.is_empty() {
             return;
         }
-        let roles: Vec<String> = m["member"]["roles"]
-            .as_array()
-            .map(|r| {
-                r.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
         let thread_ref = in_thread.and(self.parents_ref(channel));
         let cmd = Command::new(
             format!("discord:message:{mid}"),
             Origin {
                 channel: NAME.into(),
-                identity: self.identity(user, &roles),
+                identity: self.identity(user, &member_roles(m)),
                 thread: thread_ref,
             },
             text,

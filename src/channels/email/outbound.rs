@@ -344,7 +344,7 @@ impl Channel for EmailChannel {
         let nid = message.notification.unwrap_or(0);
         let answers = self.answers_for(message);
         // The short form (after a "too large" refusal) goes as text only.
-        let degraded = message.data["degraded"].is_object();
+        let degraded = crate::render::degraded::is_degraded(message);
         let html = if degraded {
             None
         } else {
