@@ -233,3 +233,48 @@ async fn approve_reviews_the_proposed_commit_and_a_moved_head_is_not_merged() {
     assert!(!String::from_utf8_lossy(&dump).contains(GH_TOKEN));
     w.bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_reads_reviews_and_comments_past_the_first_page() {
+    let w = world().await;
+    for (number, t) in [(40, Target::Approve), (41, Target::Comment)] {
+        let n = propose(&w, &format!("paged{number}"), number).await;
+        // 150 reviews and comments by others: qmoi's is number 151, on page 2.
+        w.gh.seed_others(REPO, number, 150);
+        let (method, path) = t.write(number);
+        w.gh.arm(method, &path, Fault::ErrorAfter(502), 1);
+        let command = match t {
+            Target::Approve => format!("approve #{n}"),
+            _ => format!("reject #{n} not this way"),
+        };
+        let reply = w.bot.command("alice", &command).await;
+        let text = reply["text"].as_str().unwrap_or_default();
+        assert_eq!(reply["status"], "succeeded", "{t:?}: {reply}");
+        assert!(text.contains("found"), "{t:?} says how it knows: {text}");
+        assert_eq!(sends(&w, method, &path), 1, "{t:?}: sent once");
+        let qmois = match t {
+            Target::Approve => seen(&w, t, number),
+            _ => {
+                w.gh.comments(REPO, number)
+                    .iter()
+                    .filter(|c| c.contains("qmoi-effect:"))
+                    .count()
+            }
+        };
+        assert_eq!(qmois, 1, "{t:?}: happened once");
+        // Every page was read, each once per read, following GitHub's Link.
+        let list = if t == Target::Approve {
+            format!("/pulls/{number}/reviews")
+        } else {
+            format!("/issues/{number}/comments")
+        };
+        let pages: Vec<String> =
+            w.gh.requests()
+                .into_iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with(&list))
+                .map(|r| r.query.get("page").cloned().unwrap_or_else(|| "1".into()))
+                .collect();
+        assert!(pages.contains(&"2".to_string()), "{t:?}: {pages:?}");
+    }
+    w.bot.stop().await;
+}

@@ -313,3 +313,163 @@ async fn setup_refuses_without_a_public_url_and_reports_what_a_token_may_not_cre
     );
     assert!(!w.gh.repos().contains(&"elsewhere/app".to_string()));
 }
+
+/// `qmoi forge setup ARGS` as a child process, in `dir`, with only the
+/// environment given (plus PATH): (success, stdout, stderr).
+async fn cli(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let config = dir.join("qmoi.toml");
+    let data = dir.join("data");
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_qmoi"));
+    c.arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .args(["forge", "setup"])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    // A bound on the wait, so a hung child fails the test instead of hanging it.
+    let out = tokio::time::timeout(support::process::DEADLINE, c.output())
+        .await
+        .expect("qmoi forge setup finished in time")
+        .expect("run qmoi");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_creates_what_is_missing_a_dry_run_changes_nothing_and_a_second_run_neither() {
+    let gl = GitLabServer::start_strict(GITLAB_TOKEN).await;
+    let gh = GitHubServer::start(GH_TOKEN).await;
+    gl.seed_project("group/app", 15, 40);
+    gl.seed_namespace("mirrors", 77, true);
+    gh.allow_org("org");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (glu, ghu) = (gl.url(), gh.api_url());
+    let toml = format!(
+        r#"
+[mirror]
+webhook_base_url = "{BASE}"
+
+[[mirror.repos]]
+name = "app"
+primary = {{ name = "gitlab", url = "https://git.example/group/app.git", credential = "gl", platform = "gitlab", api_url = "{glu}", project = "group/app" }}
+mirrors = [
+  {{ name = "github", url = "https://git.example/org/app.git", credential = "gh", platform = "github", api_url = "{ghu}", project = "org/app" }},
+  {{ name = "backup", url = "https://git.example/mirrors/app.git", credential = "gl", platform = "gitlab", api_url = "{glu}", project = "mirrors/app" }},
+]
+
+[mirror.credentials.gl]
+username = "oauth2"
+[mirror.credentials.gh]
+username = "x-access-token"
+"#
+    );
+    std::fs::write(dir.path().join("qmoi.toml"), toml).expect("write config");
+    let env = [
+        ("QMOI_MIRROR__CREDENTIALS__GL__TOKEN", GITLAB_TOKEN),
+        ("QMOI_MIRROR__CREDENTIALS__GH__TOKEN", GH_TOKEN),
+        ("QMOI_GITLAB__WEBHOOK_SECRET", GITLAB_HOOK_SECRET),
+        ("QMOI_GITHUB__WEBHOOK_SECRET", GITHUB_HOOK_SECRET),
+    ];
+    let writes = || {
+        let mut w: Vec<(String, String)> = gl
+            .requests()
+            .into_iter()
+            .chain(gh.requests())
+            .filter(|r| r.method != "GET")
+            .map(|r| (r.method, r.path))
+            .collect();
+        w.sort();
+        w
+    };
+
+    // Dry run: prints the five changes, writes nothing, exits 0.
+    let (ok, out, err) = cli(dir.path(), &["--dry-run"], &env).await;
+    no_secrets(&out);
+    no_secrets(&err);
+    assert!(ok, "{out}\n{err}");
+    assert!(writes().is_empty(), "a dry run writes nothing:\n{out}");
+    for line in [
+        "app/gitlab (group/app on GitLab): would create: webhook https://qmoi.example.com/hooks/gitlab (push, tag push, pipeline and job events)",
+        "app/github (org/app on GitHub): would create: repository org/app (private, empty)",
+        "app/github (org/app on GitHub): would create: webhook https://qmoi.example.com/hooks/github (push)",
+        "app/backup (mirrors/app on GitLab): would create: project mirrors/app (private, empty)",
+        "app/backup (mirrors/app on GitLab): would create: webhook https://qmoi.example.com/hooks/gitlab (push and tag push events)",
+        "5 change(s) would be made (dry run: nothing was changed)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+
+    // First run: exactly the missing repositories and hooks, each once.
+    let (ok, out, err) = cli(dir.path(), &[], &env).await;
+    no_secrets(&out);
+    no_secrets(&err);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("5 change(s) made"), "{out}");
+    assert_eq!(
+        writes(),
+        vec![
+            ("POST".to_string(), "/api/v3/orgs/org/repos".to_string()),
+            ("POST".into(), "/api/v3/repos/org/app/hooks".into()),
+            ("POST".into(), "/api/v4/projects".into()),
+            ("POST".into(), "/api/v4/projects/group%2Fapp/hooks".into()),
+            ("POST".into(), "/api/v4/projects/mirrors%2Fapp/hooks".into()),
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        gl.hooks("group/app")[0].1.as_deref(),
+        Some(GITLAB_HOOK_SECRET)
+    );
+    assert_eq!(
+        gh.hooks("org/app")[0].1.as_deref(),
+        Some(GITHUB_HOOK_SECRET)
+    );
+
+    // Second run (and another dry run): nothing to change, nothing written.
+    let before = writes();
+    for args in [&[][..], &["--dry-run"][..]] {
+        let (ok, out, err) = cli(dir.path(), args, &env).await;
+        no_secrets(&out);
+        no_secrets(&err);
+        assert!(ok, "{out}\n{err}");
+        assert!(out.trim_end().ends_with("nothing to change"), "{out}");
+        assert!(!out.contains("would") && !out.contains("created"), "{out}");
+    }
+    assert_eq!(writes(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_past_the_first_page_of_hooks_is_found_not_added_again() {
+    let mut w = world().await;
+    w.config.mirror.repos.truncate(1);
+    w.config.mirror.repos[0].mirrors.truncate(1);
+    let none = BTreeMap::new();
+    let first = setup::run(&w.config, &none, false).await.expect("setup");
+    assert_eq!(first.problems(), 0, "{first}");
+    // 130 other services' hooks are listed before qmoi's: it is on page 2.
+    w.gl.seed_other_hooks("group/app", 130);
+    let hooks = w.gl.hooks("group/app");
+    assert_eq!(hooks.len(), 131);
+    assert_eq!(hooks[130].0["url"], format!("{BASE}/hooks/gitlab"));
+    let before = writes(&w).len();
+    let again = setup::run(&w.config, &none, false).await.expect("again");
+    assert_eq!(again.changes(), 0, "{again}");
+    assert_eq!(writes(&w).len(), before, "{again}");
+    let pages: Vec<String> =
+        w.gl.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/group%2Fapp/hooks"))
+            .filter_map(|r| r.query.get("page").cloned())
+            .collect();
+    assert!(pages.contains(&"2".to_string()), "{pages:?}");
+}

@@ -100,10 +100,9 @@ impl GitHub {
         u
     }
 
-    async fn list(&self, mut url: Url, what: &str) -> Result<Vec<Value>, ForgeError> {
-        url.query_pairs_mut().append_pair("per_page", "100");
-        let v = self.rest.json(Method::GET, url, None, what).await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+    /// Every page of a list (see [`Rest::list`]).
+    async fn list(&self, url: Url, what: &str) -> Result<Vec<Value>, ForgeError> {
+        self.rest.list(url, what).await
     }
 
     /// `GET /user`: who qmoi's token belongs to (to recognise its reviews).

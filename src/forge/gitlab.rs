@@ -219,18 +219,10 @@ impl GitLab {
         pipeline: u64,
     ) -> Result<Vec<Value>, ForgeError> {
         let mut url = self.url(project, &["pipelines", &pipeline.to_string(), "jobs"]);
-        url.query_pairs_mut()
-            .append_pair("include_retried", "true")
-            .append_pair("per_page", "100");
-        let v = self
-            .json(
-                Method::GET,
-                url,
-                None,
-                &format!("the jobs of pipeline {pipeline}"),
-            )
-            .await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        url.query_pairs_mut().append_pair("include_retried", "true");
+        self.rest
+            .list(url, &format!("the jobs of pipeline {pipeline}"))
+            .await
     }
 
     /// `GET /projects/:id/merge_requests/:iid`.
@@ -247,16 +239,11 @@ impl GitLab {
             .await
     }
 
-    /// `GET /projects/:id/merge_requests/:iid/notes`, newest first.
+    /// `GET /projects/:id/merge_requests/:iid/notes`, newest first, every page.
     pub async fn notes(&self, project: &str, iid: u64) -> Result<Vec<Value>, ForgeError> {
         let mut url = self.url(project, &["merge_requests", &iid.to_string(), "notes"]);
-        url.query_pairs_mut()
-            .append_pair("sort", "desc")
-            .append_pair("per_page", "100");
-        let v = self
-            .json(Method::GET, url, None, &format!("the notes of !{iid}"))
-            .await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        url.query_pairs_mut().append_pair("sort", "desc");
+        self.rest.list(url, &format!("the notes of !{iid}")).await
     }
 
     /// `GET /projects/:id`: the project with the token's `permissions`.
@@ -268,17 +255,10 @@ impl GitLab {
 
     /// `GET /projects/:id/hooks`.
     pub async fn hooks(&self, project: &str) -> Result<Vec<Value>, ForgeError> {
-        let mut url = self.url(project, &["hooks"]);
-        url.query_pairs_mut().append_pair("per_page", "100");
-        let v = self
-            .json(
-                Method::GET,
-                url,
-                None,
-                &format!("the webhooks of {project}"),
-            )
-            .await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        let url = self.url(project, &["hooks"]);
+        self.rest
+            .list(url, &format!("the webhooks of {project}"))
+            .await
     }
 
     /// `POST /projects/:id/hooks`.

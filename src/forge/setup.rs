@@ -276,6 +276,31 @@ fn record(site: &mut Site<'_>, kind: StepKind, what: &str, wrote: Wrote) {
     }
 }
 
+/// Records the creation of a repository or project; one that got no
+/// answer is read back with `read` (404: not there). Whether it exists now.
+async fn created<F, R>(
+    site: &mut Site<'_>,
+    what: &str,
+    res: Result<Value, ForgeError>,
+    read: F,
+) -> bool
+where
+    F: FnOnce() -> R,
+    R: std::future::Future<Output = Result<Value, ForgeError>>,
+{
+    let wrote = write(res, || async {
+        match read().await {
+            Ok(_) => Ok(true),
+            Err(ForgeError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    let ok = !matches!(wrote, Wrote::Failed(_));
+    record(site, StepKind::Created, what, wrote);
+    ok
+}
+
 // ---- hooks, on either forge ---------------------------------------------------
 
 /// What differs between GitLab's and GitHub's hooks API.
@@ -502,17 +527,7 @@ async fn create_gitlab_project(site: &mut Site<'_>, g: &super::GitLab) -> Option
         );
         return None;
     }
-    let wrote = write(res, || async {
-        match g.project(&project).await {
-            Ok(_) => Ok(true),
-            Err(ForgeError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    })
-    .await;
-    let ok = !matches!(wrote, Wrote::Failed(_));
-    record(site, StepKind::Created, &what, wrote);
-    if !ok {
+    if !created(site, &what, res, || g.project(&project)).await {
         return None;
     }
     match g.project(&project).await {
@@ -675,15 +690,5 @@ async fn create_github_repo(site: &mut Site<'_>, g: &super::GitHub) -> bool {
         );
         return false;
     }
-    let wrote = write(res, || async {
-        match g.repository(&repo).await {
-            Ok(_) => Ok(true),
-            Err(ForgeError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    })
-    .await;
-    let ok = !matches!(wrote, Wrote::Failed(_));
-    record(site, StepKind::Created, &what, wrote);
-    ok
+    created(site, &what, res, || g.repository(&repo)).await
 }

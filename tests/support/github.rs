@@ -20,11 +20,14 @@
 //!   `********`); `POST /user/repos` and `POST /orgs/{org}/repos` (403
 //!   for an organisation the token may not create in).
 //!
+//! Lists (hooks, reviews, comments) are paged as GitHub pages them:
+//! `per_page` (default 30, at most 100), `page`, and a `Link` header.
+//!
 //! Requests are recorded; faults can be armed as for the GitLab server.
 
 #![allow(dead_code)]
 
-use super::http::{Fault, Handler, Req, Resp, Server};
+use super::http::{page, Fault, Handler, Req, Resp, Server};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -182,6 +185,26 @@ impl GitHubServer {
         })
     }
 
+    /// `count` comments and `count` reviews by other people on a pull
+    /// request: qmoi's own come after them, past the first page of 100.
+    pub fn seed_others(&self, repo: &str, number: u64, count: usize) {
+        let mut st = self.state.lock().expect("lock");
+        let st = &mut *st;
+        let Some(p) = st.pulls.get_mut(&(repo.to_string(), number)) else {
+            return;
+        };
+        for i in 0..count {
+            st.next_id += 1;
+            let user = json!({ "login": format!("reviewer{i}") });
+            p.comments
+                .push(json!({ "id": st.next_id, "body": format!("+1 from {i}"), "user": user }));
+            st.next_id += 1;
+            p.reviews.push(json!({
+                "id": st.next_id, "user": user, "state": "COMMENTED", "body": "", "commit_id": p.head,
+            }));
+        }
+    }
+
     /// The bodies of a pull request's comments.
     pub fn comments(&self, repo: &str, number: u64) -> Vec<String> {
         let st = self.state.lock().expect("lock");
@@ -295,7 +318,7 @@ fn handle(state: &Mutex<State>, auth: &str, req: &Req) -> Resp {
             st.next_id += 1;
             let id = st.next_id;
             match st.pulls.get_mut(&key) {
-                Some(p) => comments(p, req.method.as_str(), &body, id),
+                Some(p) => comments(p, req, &body, id),
                 None => err(404, "Not Found"),
             }
         }
@@ -304,7 +327,7 @@ fn handle(state: &Mutex<State>, auth: &str, req: &Req) -> Resp {
             st.next_id += 1;
             let id = st.next_id;
             match st.repos.get_mut(&full) {
-                Some(r) => repo(r, &full, req.method.as_str(), rest, &body, id),
+                Some(r) => repo(r, &full, req, rest, &body, id),
                 None => err(404, "Not Found"),
             }
         }
@@ -367,7 +390,7 @@ fn pull(
             }
             (Resp::json(200, pull_json(p, number)), false)
         }
-        ("GET", ["reviews"]) => (Resp::json(200, Value::Array(p.reviews.clone())), false),
+        ("GET", ["reviews"]) => (page(req, p.reviews.clone(), 30), false),
         ("POST", ["reviews"]) => {
             if p.state != "open" {
                 return (err(422, "Can not approve a closed pull request"), false);
@@ -417,9 +440,9 @@ fn pull(
     }
 }
 
-fn comments(p: &mut Pull, method: &str, body: &Value, id: u64) -> Resp {
-    match method {
-        "GET" => Resp::json(200, Value::Array(p.comments.clone())),
+fn comments(p: &mut Pull, req: &Req, body: &Value, id: u64) -> Resp {
+    match req.method.as_str() {
+        "GET" => page(req, p.comments.clone(), 30),
         "POST" => match body.get("body").and_then(Value::as_str) {
             Some(b) => {
                 let c = json!({ "id": id, "body": b, "user": { "login": LOGIN } });
@@ -472,17 +495,15 @@ fn served(hook: &Value, secret: &Option<String>) -> Value {
     h
 }
 
-fn repo(r: &mut Repo, full: &str, method: &str, rest: &[&str], body: &Value, id: u64) -> Resp {
+fn repo(r: &mut Repo, full: &str, req: &Req, rest: &[&str], body: &Value, id: u64) -> Resp {
+    let method = req.method.as_str();
     match (method, rest) {
         ("GET", []) => return Resp::json(200, repo_json(full, r.admin, r.push)),
         (_, ["hooks", ..]) if !r.admin => return err(404, "Not Found"),
         _ => {}
     }
     match (method, rest) {
-        ("GET", ["hooks"]) => Resp::json(
-            200,
-            Value::Array(r.hooks.iter().map(|(h, s)| served(h, s)).collect()),
-        ),
+        ("GET", ["hooks"]) => page(req, r.hooks.iter().map(|(h, s)| served(h, s)).collect(), 30),
         ("POST", ["hooks"]) => {
             let config = body.get("config").cloned().unwrap_or(json!({}));
             let Some(url) = config.get("url").and_then(Value::as_str) else {

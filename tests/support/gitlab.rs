@@ -21,6 +21,9 @@
 //!   says whether one is set, and changing the URL resets it, as documented);
 //!   `GET /namespaces/:id` and `POST /projects` (`path`, `namespace_id`).
 //!
+//! Lists (hooks, pipeline jobs, notes) are paged as GitLab pages them:
+//! `per_page` (default 20, at most 100), `page`, `Link` and `X-Next-Page`.
+//!
 //! Every request is recorded; faults ([`super::http::Fault`]) can be armed
 //! per method and path. [`GitLabServer::start_strict`] answers 404 for jobs
 //! and merge requests that were not seeded ([`GitLabServer::seed_job`],
@@ -31,7 +34,7 @@
 
 #![allow(dead_code)]
 
-use super::http::{Fault, Handler, Req, Resp, Server};
+use super::http::{page, Fault, Handler, Req, Resp, Server};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -308,6 +311,24 @@ impl GitLabServer {
             .collect()
     }
 
+    /// `count` hooks of other services on a project, listed before the
+    /// hooks it has (older ones first), so qmoi's is past the first page.
+    pub fn seed_other_hooks(&self, path: &str, count: usize) {
+        let mut st = self.state.lock().expect("lock");
+        let st = &mut *st;
+        let Some(p) = st.projects.get_mut(path) else {
+            return;
+        };
+        for i in 0..count {
+            st.next_id += 1;
+            let mut hook = json!({ "id": st.next_id, "url": format!("https://ci{i}.example/hook"), "project_id": p.id });
+            for e in HOOK_EVENTS {
+                hook[e] = json!(e == "push_events");
+            }
+            p.hooks.insert(i, (hook, Some(format!("other-{i}"))));
+        }
+    }
+
     /// A project's hooks as served, each with the token it holds.
     pub fn hooks(&self, path: &str) -> Vec<(Value, Option<String>)> {
         let st = self.state.lock().expect("lock");
@@ -399,14 +420,14 @@ fn retry_pipeline(st: &mut State, pipeline: u64) -> Resp {
     Resp::json(201, json!({ "id": pipeline, "status": "running" }))
 }
 
-fn pipeline_jobs(st: &State, pipeline: u64, include_retried: bool) -> Resp {
+fn pipeline_jobs(st: &State, req: &Req, pipeline: u64, include_retried: bool) -> Resp {
     let mut jobs: Vec<&Job> = st
         .jobs
         .values()
         .filter(|j| j.pipeline == pipeline && (include_retried || !j.retried))
         .collect();
     jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
-    Resp::json(200, Value::Array(jobs.into_iter().map(job_json).collect()))
+    page(req, jobs.into_iter().map(job_json).collect(), 20)
 }
 
 fn approve(m: &mut MergeRequest, body: &Value) -> Resp {
@@ -533,6 +554,7 @@ fn handle(state: &Mutex<State>, token: &str, req: &Req) -> Resp {
         ("GET", ["pipelines", id, "jobs"]) => match num(id) {
             Some(id) => pipeline_jobs(
                 st,
+                req,
                 id,
                 req.query.get("include_retried").map(String::as_str) == Some("true"),
             ),
@@ -568,15 +590,14 @@ fn handle(state: &Mutex<State>, token: &str, req: &Req) -> Resp {
                     }
                     None => err(400, "body is missing"),
                 },
-                ("GET", ["notes"]) => Resp::json(
-                    200,
-                    Value::Array(
-                        m.notes
-                            .iter()
-                            .rev()
-                            .map(|(id, b)| json!({ "id": id, "body": b }))
-                            .collect(),
-                    ),
+                ("GET", ["notes"]) => page(
+                    req,
+                    m.notes
+                        .iter()
+                        .rev()
+                        .map(|(id, b)| json!({ "id": id, "body": b }))
+                        .collect(),
+                    20,
                 ),
                 _ => err(404, "404 Not Found"),
             }
@@ -607,9 +628,7 @@ fn setup_routes(state: &Mutex<State>, req: &Req, segs: &[&str]) -> Option<Resp> 
                 None => err(404, "404 Namespace Not Found"),
             })
         }
-        (method, ["api", "v4", "projects", id, rest @ ..])
-            if rest.is_empty() || rest[0] == "hooks" =>
-        {
+        (_, ["api", "v4", "projects", id, rest @ ..]) if rest.is_empty() || rest[0] == "hooks" => {
             let raw = decode(id);
             let key = st
                 .projects
@@ -619,7 +638,7 @@ fn setup_routes(state: &Mutex<State>, req: &Req, segs: &[&str]) -> Option<Resp> 
             st.next_id += 1;
             let hook_id = st.next_id;
             let p = st.projects.get_mut(&key)?;
-            Some(project_route(p, method, rest, &body, hook_id))
+            Some(project_route(p, req, rest, &body, hook_id))
         }
         _ => None,
     }
@@ -690,16 +709,14 @@ fn served(hook: &Value, token: &Option<String>) -> Value {
     h
 }
 
-fn project_route(p: &mut Project, method: &str, rest: &[&str], body: &Value, id: u64) -> Resp {
+fn project_route(p: &mut Project, req: &Req, rest: &[&str], body: &Value, id: u64) -> Resp {
+    let method = req.method.as_str();
     if !rest.is_empty() && p.access_level < 40 {
         return err(403, "403 Forbidden");
     }
     match (method, rest) {
         ("GET", []) => Resp::json(200, project_json(p)),
-        ("GET", ["hooks"]) => Resp::json(
-            200,
-            Value::Array(p.hooks.iter().map(|(h, t)| served(h, t)).collect()),
-        ),
+        ("GET", ["hooks"]) => page(req, p.hooks.iter().map(|(h, t)| served(h, t)).collect(), 20),
         ("POST", ["hooks"]) => {
             let Some(url) = body.get("url").and_then(Value::as_str) else {
                 return err(400, "400 Bad request - url is missing");

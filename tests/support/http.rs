@@ -317,3 +317,58 @@ async fn write_response(sock: &mut TcpStream, r: &Resp) -> std::io::Result<()> {
     let _ = sock.shutdown().await;
     Ok(())
 }
+
+/// One page of a list as GitHub and GitLab serve it: `page` (from 1) and
+/// `per_page` (default `default_per_page`, at most 100) from the query; a
+/// `Link` header with `first`/`prev`/`next`/`last` as absolute URLs on the
+/// host the client used, and GitLab's `X-Page`, `X-Per-Page`, `X-Next-Page`
+/// (empty on the last page), `X-Prev-Page`, `X-Total`, `X-Total-Pages`.
+pub fn page(req: &Req, items: Vec<serde_json::Value>, default_per_page: usize) -> Resp {
+    let num = |k: &str| req.query.get(k).and_then(|v| v.parse::<usize>().ok());
+    let per = num("per_page").unwrap_or(default_per_page).clamp(1, 100);
+    let total = items.len();
+    let pages = total.div_ceil(per).max(1);
+    let page = num("page").unwrap_or(1).max(1);
+    let body: Vec<serde_json::Value> = items.into_iter().skip((page - 1) * per).take(per).collect();
+    let host = req.headers.get("host").cloned().unwrap_or_default();
+    let at = |p: usize| {
+        let mut q: Vec<String> = req
+            .query
+            .iter()
+            .filter(|(k, _)| k.as_str() != "page")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        q.sort();
+        q.push(format!("page={p}"));
+        format!("<http://{host}{}?{}>", req.path, q.join("&"))
+    };
+    let mut links = vec![format!("{}; rel=\"first\"", at(1))];
+    if page > 1 {
+        links.push(format!("{}; rel=\"prev\"", at(page - 1)));
+    }
+    if page < pages {
+        links.push(format!("{}; rel=\"next\"", at(page + 1)));
+    }
+    links.push(format!("{}; rel=\"last\"", at(pages)));
+    let next = if page < pages {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    let prev = if page > 1 {
+        (page - 1).to_string()
+    } else {
+        String::new()
+    };
+    let mut resp = Resp::json(200, serde_json::Value::Array(body));
+    resp.headers = vec![
+        ("link".into(), links.join(", ")),
+        ("x-page".into(), page.to_string()),
+        ("x-per-page".into(), per.to_string()),
+        ("x-next-page".into(), next),
+        ("x-prev-page".into(), prev),
+        ("x-total".into(), total.to_string()),
+        ("x-total-pages".into(), pages.to_string()),
+    ];
+    resp
+}
