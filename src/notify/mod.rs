@@ -26,7 +26,7 @@ pub mod worker;
 
 pub use health::{deliverability_problems, Health};
 pub use limits::RateLimits;
-pub use templates::{TemplateError, Templates};
+pub use templates::{escape_values, TemplateError, Templates};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::command::Registry;

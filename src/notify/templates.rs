@@ -70,13 +70,12 @@ fn keep_of(s: Option<&str>) -> Keep {
     }
 }
 
-/// One medium's environment: same templates, that medium's escaping and
-/// helpers.
-fn environment(medium: Medium) -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+/// Makes `env` print every value through render's escaper for `medium`
+/// (`.json` templates excepted): the one auto-escape rule for every
+/// template qmoi has, notifications and dashboard pages alike. Unlike
+/// minijinja's built-in HTML escaping, render's also drops control
+/// characters and shows bidi overrides.
+pub fn escape_values(env: &mut Environment<'static>, medium: Medium) {
     env.set_auto_escape_callback(move |name| {
         if name.ends_with(".json") {
             AutoEscape::None
@@ -85,6 +84,16 @@ fn environment(medium: Medium) -> Environment<'static> {
         }
     });
     env.set_formatter(move |out, state, value| format_value(medium, out, state, value));
+}
+
+/// One medium's environment: same templates, that medium's escaping and
+/// helpers.
+fn environment(medium: Medium) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    escape_values(&mut env, medium);
     // `{{ link(url, label) }}`: a link when `url` is http(s), else the label.
     env.add_function("link", move |url: Option<String>, label: Option<String>| {
         let url = url.unwrap_or_default();

@@ -97,6 +97,9 @@ struct Inner {
     commit: Arc<group_commit::GroupCommit>,
     audit_tail: Mutex<Option<(u64, String)>>,
     flushes: std::sync::atomic::AtomicU64,
+    /// The number of the newest barrier that completed, for watchers
+    /// ([`Store::flushed`]).
+    flushed: tokio::sync::watch::Sender<u64>,
     indexes: RwLock<Vec<IndexDef>>,
 }
 
@@ -115,9 +118,21 @@ impl group_commit::Syncs for Inner {
 impl Inner {
     /// One durability barrier, counted.
     fn sync(&self) -> Result<(), String> {
-        self.flushes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.backend.sync().map_err(|e| e.to_string())
+        let n = self
+            .flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.backend.sync().map_err(|e| e.to_string())?;
+        // Told after the barrier, so a watcher that wakes reads what it
+        // made durable; never backwards when barriers overlap.
+        self.flushed.send_if_modified(|seen| {
+            let newer = n > *seen;
+            if newer {
+                *seen = n;
+            }
+            newer
+        });
+        Ok(())
     }
 }
 
@@ -213,6 +228,7 @@ impl Store {
                 commit: Arc::default(),
                 audit_tail: Mutex::new(None),
                 flushes: std::sync::atomic::AtomicU64::new(0),
+                flushed: tokio::sync::watch::channel(0).0,
                 indexes: RwLock::new(Vec::new()),
             }),
         };
@@ -290,6 +306,14 @@ impl Store {
         self.inner
             .flushes
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Watches completed durability barriers: the value is the number of
+    /// the newest one, and it changes after each. Every acknowledged change
+    /// is followed by one, so a watcher (the dashboard's live view) wakes
+    /// on every change without polling.
+    pub fn flushed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.flushed.subscribe()
     }
 
     /// Synchronous flush, for command-line tools outside the runtime.
@@ -628,6 +652,22 @@ mod tests {
         for h in handles {
             h.await.map_err(|e| StoreError::Flush(e.to_string()))??;
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn watchers_are_told_after_each_barrier() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Flush(e.to_string()))?;
+        let s = Store::open(dir.path())?;
+        let mut w = s.flushed();
+        let before = *w.borrow_and_update();
+        s.put("t", b"k", &1u32)?;
+        s.durable().await?;
+        // Already changed when `durable` returns: no wait needed.
+        assert!(w.has_changed().unwrap_or(false));
+        let after = *w.borrow_and_update();
+        assert!(after > before, "{after} after {before}");
+        assert_eq!(after, s.flush_count());
         Ok(())
     }
 }

@@ -193,25 +193,9 @@ pub(crate) fn refuse(status: StatusCode, reason: &str) -> Response {
         "<!doctype html><meta charset=utf-8><title>qmoi</title>\
          <link rel=stylesheet href=/static/app.css><main class=narrow><h1>qmoi</h1>\
          <p role=alert>{}</p><p><a href=/login>Sign in</a></p></main>",
-        html_escape(reason)
+        crate::render::escape(crate::render::Medium::Html, reason)
     );
     (status, Html(body)).into_response()
-}
-
-/// Minimal HTML escaping for the few strings built outside templates.
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -219,16 +203,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cookies_are_found_among_others_and_escaping_covers_quotes() {
+    fn cookies_are_found_among_others_and_refusals_escape_with_render() {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             HeaderValue::from_static("a=1; __Host-qmoi=abc; b=2"),
         );
         assert_eq!(cookie(&h, session::COOKIE).as_deref(), Some("abc"));
-        assert_eq!(
-            html_escape("<a href=\"x\">'"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;"
+        let page = refuse(StatusCode::FORBIDDEN, "<a href=\"x\">'\u{1b}[2J\u{202E}");
+        let body = futures::executor::block_on(axum::body::to_bytes(page.into_body(), 1 << 16))
+            .expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("<p role=alert>&lt;a href=&quot;x&quot;&gt;&#39;[2J[U+202E]</p>"),
+            "{body}"
         );
     }
 

@@ -7,10 +7,10 @@ use super::pages::{blocking, forbidden};
 use super::{refuse, Shared, CHANNEL};
 use crate::command::{Command, Evidence, Origin};
 use crate::engine::questions::instance_key;
-use crate::store::CommandStatus;
 use crate::store::{
     seq_key, trees, AuditEntry, Decision, DecisionStatus, OutboxItem, OutboxStatus,
 };
+use crate::store::{CommandStatus, StoreError};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -59,12 +59,9 @@ pub async fn reopen(
     headers: HeaderMap,
     Form(f): Form<ReopenForm>,
 ) -> Response {
-    let who = match allowed(&d, &headers, &f.csrf) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
     let (nid, question, round) = (f.notification, f.question.clone(), f.round);
-    let done = blocking(&d, move |d| {
+    let back = format!("/n/{nid}");
+    audited_change(&d, &headers, &f.csrf, &back, move |d, who| {
         let key = instance_key(nid, &question, round);
         let Some(old) = d.store.get::<Decision>(trees::DECISIONS, &key)? else {
             return Ok(Err("that question has no decision to reopen".to_string()));
@@ -90,8 +87,7 @@ pub async fn reopen(
         )?;
         Ok(Ok(()))
     })
-    .await;
-    finish(&d, done, &format!("/n/{}", f.notification)).await
+    .await
 }
 
 /// `POST /override/delivery`.
@@ -108,12 +104,9 @@ pub async fn retry_delivery(
     headers: HeaderMap,
     Form(f): Form<DeliveryForm>,
 ) -> Response {
-    let who = match allowed(&d, &headers, &f.csrf) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
     let (id, now) = (f.outbox, d.clock.now());
-    let done = blocking(&d, move |d| {
+    let back = format!("/n/{}", f.notification);
+    audited_change(&d, &headers, &f.csrf, &back, move |d, who| {
         let key = seq_key(id);
         let Some(mut item) = d.store.get::<OutboxItem>(trees::OUTBOX_FAILED, &key)? else {
             return Ok(Err("that delivery is not among the failed ones".to_string()));
@@ -136,15 +129,30 @@ pub async fn retry_delivery(
         )?;
         Ok(Ok(()))
     })
-    .await;
-    finish(&d, done, &format!("/n/{}", f.notification)).await
+    .await
 }
 
-async fn finish(
+/// What an override's change says: done, or why not (shown as a 409).
+type Change = Result<Result<(), String>, StoreError>;
+
+/// The common course of every store override: the checks ([`allowed`]),
+/// `change` on a blocking thread with the master's name, a durable flush,
+/// then back to `back` (or the refusal).
+async fn audited_change<F>(
     d: &Shared,
-    done: Result<Result<(), String>, Box<Response>>,
+    headers: &HeaderMap,
+    csrf: &str,
     back: &str,
-) -> Response {
+    change: F,
+) -> Response
+where
+    F: FnOnce(&Shared, String) -> Change + Send + 'static,
+{
+    let who = match allowed(d, headers, csrf) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let done = blocking(d, move |d| change(d, who)).await;
     match done {
         Ok(Ok(())) => match d.store.durable().await {
             Ok(()) => Redirect::to(back).into_response(),
@@ -180,18 +188,13 @@ pub async fn mute(
     headers: HeaderMap,
     Form(f): Form<MuteForm>,
 ) -> Response {
-    let who = match allowed(&d, &headers, &f.csrf) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
     let (project, now) = (f.project.clone(), d.clock.now());
-    let done = blocking(&d, move |d| {
+    audited_change(&d, &headers, &f.csrf, &back_to(&f.back), move |d, who| {
         Ok(crate::mutes::mute(&d.store, &project, &who, CHANNEL, now)?
             .then_some(())
             .ok_or_else(|| "that project is muted already (or has no name)".to_string()))
     })
-    .await;
-    finish(&d, done, &back_to(&f.back)).await
+    .await
 }
 
 /// Lifts a project's mute.
@@ -200,18 +203,13 @@ pub async fn unmute(
     headers: HeaderMap,
     Form(f): Form<MuteForm>,
 ) -> Response {
-    let who = match allowed(&d, &headers, &f.csrf) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
     let project = f.project.clone();
-    let done = blocking(&d, move |d| {
+    audited_change(&d, &headers, &f.csrf, &back_to(&f.back), move |d, who| {
         Ok(crate::mutes::unmute(&d.store, &project, &who, CHANNEL)?
             .then_some(())
             .ok_or_else(|| "that project is not muted".to_string()))
     })
-    .await;
-    finish(&d, done, &back_to(&f.back)).await
+    .await
 }
 
 /// `POST /override/cancel-switch`.

@@ -21,10 +21,13 @@ static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates/dashboard"
 const OUTCOME_WAIT: Duration = Duration::from_secs(20);
 
 /// Page templates: `templates/dashboard/` on disk when present (so operators
-/// can restyle without rebuilding), else the built-in copy. Names end in
-/// `.html`, so minijinja escapes every value for HTML by construction.
+/// can restyle without rebuilding), else the built-in copy. Every value is
+/// escaped for HTML by construction, with render's escaper (the same rule
+/// as notification templates: control characters dropped, bidi overrides
+/// shown), not minijinja's built-in one.
 pub fn environment(templates: &std::path::Path) -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
+    crate::notify::escape_values(&mut env, crate::render::Medium::Html);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.add_filter("utc", utc);
@@ -418,4 +421,23 @@ pub(crate) fn forbidden(headers: &HeaderMap, s: &Session, csrf: &str) -> Option<
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_values_are_escaped_by_render_for_html() {
+        let env = environment(std::path::Path::new("/nonexistent")).expect("built-in templates");
+        let evil = "<script>x</script> \"q\" 'a' \u{1b}[2J \u{202E}gnp.exe";
+        let got = env
+            .render_str(
+                "<p title=\"{{ v }}\">{{ v }}</p>{{ safe|safe }}",
+                context! { v => evil, safe => "<b>ours</b>" },
+            )
+            .expect("render");
+        let want = "&lt;script&gt;x&lt;/script&gt; &quot;q&quot; &#39;a&#39; [2J [U+202E]gnp.exe";
+        assert_eq!(got, format!("<p title=\"{want}\">{want}</p><b>ours</b>"));
+    }
 }

@@ -98,6 +98,8 @@ pub struct Auth {
     /// Where links point: `dashboard.public_url`, else the bound listener.
     base: String,
     state: Mutex<State>,
+    /// Counts sign-outs, so a live stream ends at once ([`Auth::sign_outs`]).
+    sign_outs: tokio::sync::watch::Sender<u64>,
 }
 
 /// The address sign-in links point at: `public_url` when set (behind a TLS
@@ -137,6 +139,7 @@ impl Auth {
             config,
             base,
             state: Mutex::new(State::default()),
+            sign_outs: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -255,6 +258,13 @@ impl Auth {
     /// Ends a session.
     pub fn sign_out(&self, id: &str) {
         self.lock().sessions.remove(&digest(id));
+        self.sign_outs.send_modify(|n| *n += 1);
+    }
+
+    /// Changes on every sign-out: a live stream waiting for the next
+    /// change wakes and finds out whether its own session ended.
+    pub fn sign_outs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sign_outs.subscribe()
     }
 
     /// True when the sign-in is recent enough for dangerous actions.
