@@ -73,11 +73,12 @@ fn ms(d: Duration) -> f64 {
 fn summary(lat: &mut [Duration]) -> String {
     lat.sort();
     format!(
-        "n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({})",
         lat.len(),
         ms(percentile(lat, 0.50)),
         ms(percentile(lat, 0.99)),
-        ms(*lat.last().unwrap_or(&Duration::ZERO))
+        ms(*lat.last().unwrap_or(&Duration::ZERO)),
+        load_average()
     )
 }
 
@@ -313,10 +314,14 @@ async fn reads_at_scale(n: u64, samples: u64) {
     let bot = app::start(config(&dir), None).await.expect("start");
     let http = reqwest::Client::new();
     let url = format!("http://{}/api/v1/commands", bot.addr);
+    // Keys unique to this run: a reused store must not answer from its
+    // memory of the last run (duplicates are cheaper than commands).
+    let run = chrono::Utc::now().timestamp_millis();
     for (text, wait) in [("status", true), ("approve", false), ("history", true)] {
         let mut lat = Vec::new();
+        let mut answers: std::collections::BTreeMap<String, u64> = Default::default();
         for i in 0..samples {
-            let body = json!({"actor": "operator", "text": text, "idempotency_key": format!("{text}-{i}"), "wait": wait});
+            let body = json!({"actor": "operator", "text": text, "idempotency_key": format!("{text}-{run}-{i}"), "wait": wait});
             let t0 = Instant::now();
             let r = http
                 .post(&url)
@@ -330,17 +335,17 @@ async fn reads_at_scale(n: u64, samples: u64) {
             lat.push(t0.elapsed());
             // A refusal would measure nothing: the actor must be allowed.
             assert_ne!(v["reply"]["status"], "denied", "{text}: {v}");
-            if i == 0 {
-                let reply = v["reply"]["text"]
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                println!("(b) first `{text}` answer: {reply}");
-            }
+            let first_line = v["reply"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("");
+            // Numbers vary (#N); the shape of the answer is what counts.
+            let shape: String = first_line.chars().filter(|c| !c.is_ascii_digit()).collect();
+            *answers.entry(shape).or_default() += 1;
         }
+        println!("(b) `{text}` answers (first line, digits removed): {answers:?}");
         println!(
             "(b) `{text}` at {n} notifications, request → durable answer: {}",
             summary(&mut lat)
@@ -422,10 +427,6 @@ async fn retention_run(n: u64, concurrency: u64, distinct: u64, keep_secs: i64) 
             rounds
         })
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency as usize)
-        .build()
-        .expect("client");
     let hooks = format!("http://{}/hooks/gitlab", bot.addr);
     let data = dir.path().join("data");
     println!(
@@ -436,37 +437,45 @@ async fn retention_run(n: u64, concurrency: u64, distinct: u64, keep_secs: i64) 
     let started = Instant::now();
     let step = (n / 10).max(1);
     let mut peak_rss: f64 = 0.0;
+    let mut refused = 0;
     for chunk in 0..n.div_ceil(step) {
         let base = chunk * step;
         let count = step.min(n - base);
-        let (h, url) = (http.clone(), hooks.clone());
-        let (ok, _) = load(count, concurrency, move |i| {
-            let (h, url) = (h.clone(), url.clone());
-            async move {
-                let id = base + i;
-                h.post(&url)
-                    .header("X-Gitlab-Token", HOOK)
-                    .header("X-Gitlab-Event", "Job Hook")
-                    .header("X-Gitlab-Event-UUID", format!("uuid-{id}"))
-                    .header("content-type", "application/json")
-                    .body(job(1_000_000 + id, distinct))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await;
+        // The load generator is a child process (this bench binary in its
+        // load role), so this process's RSS is the bot's.
+        let out = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+            .arg("--bench")
+            .env("BENCH_ROLE", "load")
+            .env("BENCH_URL", &hooks)
+            .env("BENCH_BASE", base.to_string())
+            .env("BENCH_COUNT", count.to_string())
+            .env("BENCH_CONCURRENCY", concurrency.to_string())
+            .env("BENCH_DISTINCT", distinct.to_string())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("load generator");
+        let ok: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .strip_prefix("ok ")
+            .and_then(|n| n.parse().ok())
+            .expect("load generator's count");
+        refused += count - ok;
         let rss = rss_mb();
         peak_rss = peak_rss.max(rss);
         println!(
-            "(c) {:>8} events ({ok}/{count} ok) at {:.0}s: RSS {rss:.1} MB, data dir {:.1} MB, events kept {}, intake backlog {}",
+            "(c) {:>8} events ({ok}/{count} ok) at {:.0}s: bot RSS {rss:.1} MB, data dir {:.1} MB, events kept {}, notifications {}, audit {}, intake backlog {}, {}",
             base + count,
             started.elapsed().as_secs_f64(),
             dir_mb(&data),
             bot.store.tree("events").expect("tree").len(),
-            bot.intake.backlog()
+            bot.store.tree("notifications").expect("tree").len(),
+            bot.store.tree("audit").expect("tree").len(),
+            bot.intake.backlog(),
+            load_average()
         );
     }
+    println!("(c) answered other than 2xx (503 when the queue was full; counted, not retried): {refused}");
     done.store(true, Ordering::Relaxed);
     let rounds = pruner.await.expect("pruner");
     println!(
@@ -479,9 +488,61 @@ async fn retention_run(n: u64, concurrency: u64, distinct: u64, keep_secs: i64) 
     bot.shutdown().await.expect("shutdown");
 }
 
+/// The load role of (c): posts `BENCH_COUNT` webhooks from `BENCH_BASE`
+/// to `BENCH_URL` and prints `ok N` (the 2xx answers).
+async fn load_role() {
+    let url = std::env::var("BENCH_URL").expect("BENCH_URL");
+    let (base, count) = (env_or("BENCH_BASE", 0), env_or("BENCH_COUNT", 0));
+    let (concurrency, distinct) = (
+        env_or("BENCH_CONCURRENCY", 64),
+        env_or("BENCH_DISTINCT", 1000),
+    );
+    let h = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency as usize)
+        .build()
+        .expect("client");
+    let (ok, _) = load(count, concurrency, move |i| {
+        let (h, url) = (h.clone(), url.clone());
+        async move {
+            let id = base + i;
+            h.post(&url)
+                .header("X-Gitlab-Token", HOOK)
+                .header("X-Gitlab-Event", "Job Hook")
+                .header("X-Gitlab-Event-UUID", format!("uuid-{id}"))
+                .header("content-type", "application/json")
+                .body(job(1_000_000 + id, distinct))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    println!("ok {ok}");
+}
+
+/// `uptime`'s load averages, printed beside every figure (shared machine).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| {
+            let v: Vec<&str> = l.split_whitespace().take(3).collect();
+            format!("load average {}", v.join(" "))
+        })
+        .unwrap_or_default()
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("run with `cargo bench --bench memory`");
+        return;
+    }
+    // As `qmoi serve` does (so RSS figures are the bot's as deployed).
+    qmoi::allocator::tune();
+    if std::env::var("BENCH_ROLE").as_deref() == Ok("load") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(load_role());
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

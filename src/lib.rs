@@ -20,6 +20,7 @@
 //!   people, counters, time that tests can move, and the wiring.
 
 pub mod actions;
+pub mod allocator;
 pub mod app;
 pub mod channels;
 pub mod clock;

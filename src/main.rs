@@ -224,6 +224,7 @@ fn validated_config(cli: &Cli, listen: Option<SocketAddr>) -> Result<Validated> 
 }
 
 fn main() -> std::process::ExitCode {
+    qmoi::allocator::tune();
     let cli = Cli::parse();
     let result = match &cli.command {
         Cmd::Serve { listen } => {

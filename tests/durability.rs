@@ -357,10 +357,7 @@ fn is_write(c: &Call) -> bool {
 /// between the request and the answer. Returns acks checked per kind and
 /// the violations.
 fn check(calls: &[Call], db: &str) -> (HashMap<String, usize>, Vec<String>) {
-    let barriers: Vec<&Call> = calls
-        .iter()
-        .filter(|c| matches!(c.name.as_str(), "fdatasync" | "fsync") && c.ok && c.fd.ends_with(db))
-        .collect();
+    let barriers: Vec<&Call> = calls.iter().filter(|c| is_barrier(c, db)).collect();
     let covered =
         |after: usize, before: usize| barriers.iter().any(|b| b.start > after && b.end < before);
     let mut requests: HashMap<&str, (usize, String)> = HashMap::new();
@@ -456,4 +453,85 @@ async fn every_acknowledgement_follows_a_real_fsync() {
     }
     // sled's own flush is still there, and is not what the check counted.
     assert!(calls.iter().any(|c| c.name == "sync_file_range"));
+
+    // Negative control on the same recorded trace: without its barriers,
+    // every acknowledgement of every kind must be reported.
+    let unsynced: Vec<Call> = calls.into_iter().filter(|c| !is_barrier(c, &db)).collect();
+    let (checked_again, bad) = check(&unsynced, &db);
+    assert_eq!(
+        checked_again, checked,
+        "the same acknowledgements are found"
+    );
+    let acks: usize = checked.values().sum();
+    assert_eq!(
+        bad.len(),
+        acks,
+        "each acknowledgement is reported once the fsyncs are gone: {bad:?}"
+    );
+}
+
+fn is_barrier(c: &Call, db: &str) -> bool {
+    matches!(c.name.as_str(), "fdatasync" | "fsync") && c.ok && c.fd.ends_with(db)
+}
+
+/// A synthetic `strace -f -y` trace of one webhook: the request read on
+/// thread 11, `sync` (zero or more trace lines) on thread 12, the 200
+/// written on thread 11.
+fn synthetic(sync: &[&str]) -> String {
+    let sock = "7<TCP:[127.0.0.1:8080->127.0.0.1:40000]>";
+    let mut lines = vec![format!(
+        r#"11 read({sock}, "POST /hooks/gitlab HTTP/1.1\r\nhost: x"..., 8192) = 300"#
+    )];
+    lines.extend(sync.iter().map(|l| l.to_string()));
+    lines.push(format!(
+        r#"11 write({sock}, "HTTP/1.1 200 OK\r\ncontent-length: 2"..., 90) = 90"#
+    ));
+    lines.join("\n")
+}
+
+/// The checker itself fails when the fsync is missing, when only sled's
+/// `sync_file_range` ran, when the fsync is of another file, failed, or
+/// had not finished before the answer — and passes with a real one (split
+/// across threads as `<unfinished ...>` / `resumed>` too).
+#[test]
+fn the_check_fails_without_a_real_fsync() {
+    const DB: &str = "/data/db>";
+    let verdict = |sync: &[&str]| {
+        let (checked, bad) = check(&parse(&synthetic(sync)), DB);
+        assert_eq!(checked.get("/hooks/gitlab"), Some(&1), "{sync:?}");
+        bad.len()
+    };
+    assert_eq!(verdict(&["12 fdatasync(9</data/db>) = 0"]), 0);
+    assert_eq!(
+        verdict(&[
+            "12 fdatasync(9</data/db> <unfinished ...>",
+            "12 <... fdatasync resumed>) = 0"
+        ]),
+        0
+    );
+    assert_eq!(verdict(&[]), 1, "no fsync at all");
+    assert_eq!(
+        verdict(&["12 sync_file_range(9</data/db>, 0, 4096, SYNC_FILE_RANGE_WRITE) = 0"]),
+        1,
+        "sled's flush alone"
+    );
+    assert_eq!(
+        verdict(&["12 fdatasync(10</data/other>) = 0"]),
+        1,
+        "another file"
+    );
+    assert_eq!(
+        verdict(&["12 fdatasync(9</data/db>) = -1 EIO (Input/output error)"]),
+        1,
+        "a failed fsync"
+    );
+    // Started before the answer but finished after it.
+    let open = "12 fdatasync(9</data/db> <unfinished ...>";
+    let mut trace = synthetic(&[open]);
+    trace.push_str("\n12 <... fdatasync resumed>) = 0");
+    assert_eq!(
+        check(&parse(&trace), DB).1.len(),
+        1,
+        "not finished before the 200"
+    );
 }

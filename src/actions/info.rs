@@ -1,7 +1,8 @@
 //! Read-only commands: help, status, history.
 
 use super::{Action, ActionContext, ActionError, Outcome};
-use crate::store::Notification;
+use crate::command::Registry;
+use crate::store::{Notification, Store, StoreError};
 use async_trait::async_trait;
 use std::fmt::Write;
 
@@ -137,23 +138,18 @@ impl Action for Status {
                 )))
             }
         };
-        let mut open = Vec::new();
-        let mut total = 0usize;
-        // The index lists notifications that may still ask something; the
-        // questions decide which really do (a retried job that failed
-        // again asks again). All are counted, so the total is true.
-        for n in store.open_notifications(None, usize::MAX)? {
-            let asks = crate::engine::questions::offered(store, &registry, &n)?
-                .iter()
-                .filter_map(|c| registry.get(c))
-                .any(|s| s.decides.is_some());
-            if asks {
-                total += 1;
-                if open.len() < show {
-                    open.push(describe(&n));
-                }
-            }
-        }
+        let open = if show == usize::MAX {
+            // `status --all` reads every open question: off the runtime's
+            // workers, which serve everyone else meanwhile.
+            let (store, registry) = (store.clone(), registry.clone());
+            tokio::task::spawn_blocking(move || open_questions(&store, &registry, usize::MAX))
+                .await
+                .map_err(|e| StoreError::Backend(format!("status --all: {e}")))??
+        } else {
+            open_questions(store, &registry, STATUS_COUNT_UPTO + 1)?
+        };
+        let total = open.len();
+        let open: Vec<String> = open.iter().take(show).map(describe).collect();
         let mut out = format!(
             "GitLab: {} forge active{}.\n",
             ctx.services.forges.active("gitlab"),
@@ -166,14 +162,50 @@ impl Action for Status {
         if open.is_empty() {
             out.push_str("No open questions.");
         } else {
-            let _ = write!(out, "Open questions: {}", thousands(total));
-            if open.len() < total {
-                let _ = write!(out, " — showing the {} newest; `status --all`", open.len());
-            }
-            let _ = write!(out, "\n  {}", open.join("\n  "));
+            let _ = write!(
+                out,
+                "{}\n  {}",
+                open_header(total, open.len(), show == usize::MAX),
+                open.join("\n  ")
+            );
         }
         Ok(Outcome::text(out))
     }
+}
+
+/// "Open questions: N" (or "more than" the counting limit unless every
+/// one was `counted`), and how to see all when only the newest `shown` are
+/// listed.
+fn open_header(total: usize, shown: usize, counted: bool) -> String {
+    let mut out = if total > STATUS_COUNT_UPTO && !counted {
+        format!("Open questions: more than {STATUS_COUNT_UPTO}")
+    } else {
+        format!("Open questions: {}", thousands(total))
+    };
+    if shown < total {
+        let _ = write!(out, " — showing the {shown} newest; `status --all`");
+    }
+    out
+}
+
+/// How many open questions a plain `status` counts exactly; past that it
+/// says "more than" (counting all would read the whole memory on every
+/// `status`; `status --all` does, off the runtime's workers).
+const STATUS_COUNT_UPTO: usize = 100;
+
+/// The newest notifications that really ask something (the index lists
+/// those that may; the questions decide), at most `limit`.
+fn open_questions(
+    store: &Store,
+    registry: &Registry,
+    limit: usize,
+) -> Result<Vec<Notification>, StoreError> {
+    store.open_notifications_where(None, limit, |n| {
+        Ok(crate::engine::questions::offered(store, registry, n)?
+            .iter()
+            .filter_map(|c| registry.get(c))
+            .any(|s| s.decides.is_some()))
+    })
 }
 
 /// `history [#N]`: the newest commands and outcomes, read backwards from
@@ -295,6 +327,20 @@ fn cut_at_word(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_counts_up_to_its_limit_unless_all_were_read() {
+        assert_eq!(
+            open_header(12, 10, false),
+            "Open questions: 12 — showing the 10 newest; `status --all`"
+        );
+        assert_eq!(open_header(3, 3, false), "Open questions: 3");
+        assert_eq!(
+            open_header(STATUS_COUNT_UPTO + 1, 10, false),
+            "Open questions: more than 100 — showing the 10 newest; `status --all`"
+        );
+        assert_eq!(open_header(1_500, 1_500, true), "Open questions: 1,500");
+    }
 
     #[test]
     fn totals_are_grouped_by_thousands() {

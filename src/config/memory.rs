@@ -52,6 +52,10 @@ impl Default for MemoryConfig {
     }
 }
 
+/// The longest period accepted (100 years): longer ones are typos, and
+/// timers adding them to "now" must not overflow.
+const MAX_EVERY_SECS: u64 = 100 * 365 * 86_400;
+
 /// Parses `30s`, `10m`, `12h`, `1d`; `off` (or `0`) is `None`.
 pub fn parse_every(text: &str) -> Result<Option<Duration>, String> {
     let t = text.trim();
@@ -63,17 +67,23 @@ pub fn parse_every(text: &str) -> Result<Option<Duration>, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("'{text}' is not a duration like 30s, 10m, 12h, 1d or off"))?;
-    let secs = match unit.trim() {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per_unit: u64 = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
                 "'{text}' is not a duration like 30s, 10m, 12h, 1d or off"
             ))
         }
     };
+    // Checked: a huge number must be an error, not a wrapped (debug: a
+    // panicking) product.
+    let secs = n
+        .checked_mul(per_unit)
+        .filter(|s| *s <= MAX_EVERY_SECS)
+        .ok_or_else(|| format!("'{text}' is too long (at most 100 years)"))?;
     Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
@@ -142,5 +152,25 @@ mod tests {
         assert!(parse_every("soon").is_err());
         assert!(parse_every("5w").is_err());
         assert!(parse_every("12").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_a_clear_error_not_an_overflow() {
+        for text in [
+            "307445734561825861m",
+            "18446744073709551615d",
+            "5124095576030432h",
+        ] {
+            let e = parse_every(text).err();
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("too long")),
+                "{text}: {e:?}"
+            );
+        }
+        assert!(parse_every("99999999999999999999s").is_err(), "beyond u64");
+        assert_eq!(
+            parse_every("36500d"),
+            Ok(Some(Duration::from_secs(36_500 * 86_400)))
+        );
     }
 }

@@ -113,18 +113,15 @@ pub fn verify_file(path: &Path) -> Result<Verified, ExportError> {
                 reason: e.to_string(),
             })?;
         if v["tree"] == trees::AUDIT {
-            if let Ok(r) = serde_json::from_value::<AuditRecord>(v["value"].clone()) {
-                audit.push((r.seq, Some(r)));
-            }
+            audit.push(audit_line(&v, audit.last().map(|(k, _)| *k)));
         }
         records += 1;
     }
-    if let Some((first, _)) = audit.first() {
-        let start = audit
-            .first()
-            .and_then(|(_, r)| r.as_ref())
-            .map(|r| (first.saturating_sub(1), r.prev.clone()))
-            .unwrap_or_default();
+    if let Some((first, rec)) = audit.first() {
+        // The chain starts before the backup's first record; an unreadable
+        // first record gives no predecessor (walk reports it unreadable).
+        let prev = rec.as_ref().map(|r| r.prev.clone()).unwrap_or_default();
+        let start = (first.saturating_sub(1), prev);
         let mut problems: Vec<AuditProblem> = Vec::new();
         audit::walk(start, audit.into_iter(), &mut problems);
         if let Some(p) = problems.first() {
@@ -138,6 +135,21 @@ pub fn verify_file(path: &Path) -> Result<Verified, ExportError> {
         records,
         sha256: hex::encode(hasher.finalize()),
     })
+}
+
+/// One audit line of a backup as `(position, record)`: the position is the
+/// record's key; a record that does not decode is `None` (reported as
+/// unreadable, never skipped: a garbled first or last record would
+/// otherwise shorten the chain unnoticed). A key that does not decode
+/// either is taken as the one after `previous`.
+fn audit_line(v: &serde_json::Value, previous: Option<u64>) -> (u64, Option<AuditRecord>) {
+    let key = v["key_hex"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|k| super::seq_of(&k))
+        .unwrap_or_else(|| previous.map_or(1, |p| p + 1));
+    let rec = serde_json::from_value::<AuditRecord>(v["value"].clone()).ok();
+    (key, rec)
 }
 
 /// Whether a backup's sidecar matches the file (cheap: hashes the file).
@@ -307,6 +319,60 @@ mod tests {
         assert!(is_good(&path));
         assert_eq!(verified.records, list_records(&path)?);
         assert!(!scratch_for(&path).exists(), "the snapshot is removed");
+        Ok(())
+    }
+
+    /// A backup of `n` audit records; returns its path.
+    fn audited_backup(dir: &Path, n: usize) -> Result<PathBuf, ExportError> {
+        let store = Store::open(&dir.join("data"))?;
+        for i in 0..n {
+            store.audit(crate::store::AuditEntry::new("test", format!("#{i}"), "x"))?;
+        }
+        let path = dir.join("backups").join("qmoi-test.jsonl");
+        write_verified(&store, &path)?;
+        Ok(path)
+    }
+
+    /// Replaces the value of the `which`-th audit line (from the start, or
+    /// from the end when `from_end`) with JSON that is not an audit record.
+    fn garble_audit(path: &Path, from_end: bool) -> Result<(), ExportError> {
+        let text = std::fs::read_to_string(path)?;
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let audit: Vec<usize> = (0..lines.len())
+            .filter(|i| lines[*i].contains(&format!("\"tree\":\"{}\"", trees::AUDIT)))
+            .collect();
+        let at = if from_end {
+            audit.last()
+        } else {
+            audit.first()
+        };
+        let at = *at.ok_or_else(|| std::io::Error::other("no audit line"))?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&lines[at]).map_err(std::io::Error::other)?;
+        v["value"] = serde_json::json!({"garbled": true});
+        lines[at] = v.to_string();
+        std::fs::write(path, lines.join("\n") + "\n")?;
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_first_or_last_audit_record_fails_verification() -> Result<(), ExportError> {
+        for from_end in [false, true] {
+            let dir = tempfile::tempdir()?;
+            let path = audited_backup(dir.path(), 5)?;
+            assert!(verify_file(&path).is_ok(), "intact before garbling");
+            garble_audit(&path, from_end)?;
+            let err = verify_file(&path).err().map(|e| e.to_string());
+            let want = if from_end {
+                "audit record 5: unreadable"
+            } else {
+                "audit record 1: unreadable"
+            };
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains(want)),
+                "from_end {from_end}: {err:?}"
+            );
+        }
         Ok(())
     }
 

@@ -276,6 +276,18 @@ impl Store {
         project: Option<(&str, Option<&str>)>,
         limit: usize,
     ) -> Result<Vec<Notification>, StoreError> {
+        self.open_notifications_where(project, limit, |_| Ok(true))
+    }
+
+    /// [`Store::open_notifications`] keeping only those `wanted` says yes
+    /// to, at most `limit` of them: the scan stops there, so a caller that
+    /// filters further (the engine's questions) still reads O(limit).
+    pub fn open_notifications_where(
+        &self,
+        project: Option<(&str, Option<&str>)>,
+        limit: usize,
+        mut wanted: impl FnMut(&Notification) -> Result<bool, StoreError>,
+    ) -> Result<Vec<Notification>, StoreError> {
         let prefix = match project {
             None => term(&["*"]),
             Some((p, Some(kind))) => term(&["p", p, kind]),
@@ -296,8 +308,9 @@ impl Store {
                 });
                 if closed {
                     hit.drop_entry()?;
+                    return Ok(false);
                 }
-                Ok(!closed)
+                wanted(&hit.value)
             },
         )?;
         Ok(hits.into_iter().map(|h| h.value).collect())

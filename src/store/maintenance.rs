@@ -103,6 +103,8 @@ impl Maintenance {
                 }
                 if total.total() > 0 {
                     tracing::info!(?total, "retention pruned old records");
+                    // What was pruned is free in malloc's arenas: give it back.
+                    crate::allocator::trim();
                 }
                 Ok(format!("{total:?}"))
             }
