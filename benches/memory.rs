@@ -351,6 +351,21 @@ async fn reads_at_scale(n: u64, samples: u64) {
             summary(&mut lat)
         );
     }
+    // What one durable answer costs by itself here and now: a one-record
+    // write and its barrier (sled's flush + fdatasync), one at a time.
+    let mut lat = Vec::new();
+    for i in 0..samples {
+        let t0 = Instant::now();
+        bot.store
+            .put("bench_barrier", &i.to_be_bytes(), &i)
+            .expect("put");
+        bot.store.durable().await.expect("durable");
+        lat.push(t0.elapsed());
+    }
+    println!(
+        "(b) one write + durability barrier alone: {}",
+        summary(&mut lat)
+    );
     bot.shutdown().await.expect("shutdown");
 }
 
