@@ -528,7 +528,9 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds() {
     c.discord.max_retries = 2;
     c.notify.max_attempts = 2;
     let path = format!("POST /api/v10/channels/{CHANNEL}/messages");
-    // A route 429 then a 502: retried in the call, posted once.
+    // A route 429 (retried in the call), then a 502 after the POST was
+    // sent: an unknown outcome, sent once more by the outbox with the
+    // same nonce; posted once.
     d.fail_next(
         &path,
         Fault::RateLimited {
@@ -547,6 +549,19 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds() {
     .await;
     bot.wait_notification(1).await;
     assert_eq!(d.calls(&path).len(), 3);
+    assert_eq!(d.messages_in(CHANNEL).len(), 1);
+    let log: Vec<(Vec<u8>, qmoi::store::DeliveryLogEntry)> =
+        bot.store().all("delivery_log").expect("log");
+    let failed: Vec<&str> = log
+        .iter()
+        .filter(|(_, e)| !e.ok)
+        .map(|(_, e)| e.detail.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["outcome unknown: Discord: server error 502"],
+        "the 502 is an unknown outcome, not a failure"
+    );
 
     // A global 429 then more route 429s than the cap: the outbox gets the
     // error with Discord's retry_after, and the delivery log says why.
@@ -573,7 +588,10 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds() {
     loop {
         let log: Vec<(Vec<u8>, qmoi::store::DeliveryLogEntry)> =
             bot.store().all("delivery_log").expect("log");
-        if let Some((_, e)) = log.iter().find(|(_, e)| !e.ok) {
+        if let Some((_, e)) = log
+            .iter()
+            .find(|(_, e)| !e.ok && !e.detail.starts_with("outcome unknown"))
+        {
             assert!(
                 e.detail.contains("Discord rate limit (429)"),
                 "{}",
@@ -733,4 +751,101 @@ fn config_check_refuses_a_malformed_discord_section() {
         !w.iter().any(|x| x.contains("the discord channel is off")),
         "{w:?}"
     );
+}
+
+/// Waits (bounded) until `f` holds; a wait for a condition, never a pause
+/// before an assertion.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..1500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+fn outbox(bot: &TestBot, tree: &str) -> Vec<qmoi::store::OutboxItem> {
+    bot.store()
+        .all::<qmoi::store::OutboxItem>(tree)
+        .expect("outbox")
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect()
+}
+
+/// Discord creates the message, then answers 500. The POST is not retried
+/// in the call; the outbox treats it as an unknown outcome and sends it
+/// once more with the same nonce (`enforce_nonce`): Discord hands back the
+/// first message — one message in the channel, and the notification's
+/// thread is that message. Past Discord's nonce memory nothing is re-sent
+/// (it may have arrived): the item fails over, says why, and still only
+/// one message exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_answered_500_after_discord_created_it_exists_once() {
+    use qmoi::clock::{Clock, ManualClock};
+    for late in [false, true] {
+        let d = DiscordServer::start().await;
+        let gl = GitLabServer::start(GITLAB_TOKEN).await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = discord_config(dir.path(), &d, &gl.url(), DiscordMode::Http);
+        c.discord.register_on_start = false;
+        let path = format!("POST /api/v10/channels/{CHANNEL}/messages");
+        d.fail_next(&path, Fault::AfterWork(500), 1);
+        let clock = ManualClock::new(chrono::Utc::now());
+        let bot = TestBot::start_with_clock(c, clock.clone()).await;
+        bot.api("/api/v1/events", &fix_event("fix-u", 49, "boom"))
+            .await;
+        until("the unknown outcome kept on the item", || {
+            outbox(&bot, "outbox")
+                .iter()
+                .any(|i| i.unknown_since.is_some())
+        })
+        .await;
+        assert_eq!(
+            d.calls(&path).len(),
+            1,
+            "a POST is never retried in the call"
+        );
+        assert_eq!(d.messages_in(CHANNEL).len(), 1);
+        let next = outbox(&bot, "outbox")[0].next_attempt_at;
+        if late {
+            d.forget_nonces();
+            clock.set(next + chrono::Duration::seconds(300));
+            until("given up", || !outbox(&bot, "outbox_failed").is_empty()).await;
+            let failed = outbox(&bot, "outbox_failed").remove(0);
+            let why = failed.last_error.unwrap_or_default();
+            assert!(why.contains("not re-sent"), "{why}");
+            assert_eq!(
+                d.calls(&path).len(),
+                1,
+                "nothing re-sent past the nonce memory"
+            );
+        } else {
+            clock.set(next);
+            until("delivered", || outbox(&bot, "outbox").is_empty()).await;
+            let n = bot.wait_notification(1).await;
+            let posts = d.calls(&path);
+            assert_eq!(posts.len(), 2, "re-sent once, by the outbox");
+            assert_eq!(posts[0].body["nonce"], posts[1].body["nonce"]);
+            assert_eq!(posts[1].body["enforce_nonce"], true);
+            let first = d.messages_in(CHANNEL)[0]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                n.threads
+                    .iter()
+                    .any(|t| t.thread == format!("{CHANNEL}:{first}")),
+                "{:?}",
+                n.threads
+            );
+        }
+        assert_eq!(
+            d.messages_in(CHANNEL).len(),
+            1,
+            "late={late}: exactly one message"
+        );
+        bot.stop().await;
+    }
 }

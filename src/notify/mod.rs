@@ -131,15 +131,18 @@ pub trait Channel: Send + Sync {
         false
     }
 
-    /// After an attempt whose outcome is unknown ([`DeliveryError::Unknown`]):
-    /// whether message `id` arrived after all — `Some` with its reference if
-    /// it did, `None` if it did not (it is then sent again). The default,
-    /// for channels that cannot look, refuses: the message is not resent and
-    /// goes to the fallback, marked, instead of perhaps arriving twice.
+    /// After an attempt whose outcome is unknown ([`DeliveryError::Unknown`])
+    /// first seen at `since`: whether message `id` arrived after all —
+    /// `Some` with its reference if it did (or if the channel could make
+    /// sure it exists exactly once, like Discord's nonce), `None` if it did
+    /// not (it is then sent again). The default, for channels that cannot
+    /// look, refuses: the message is not resent and goes to the fallback,
+    /// marked, instead of perhaps arriving twice.
     async fn reconcile(
         &self,
         _id: u64,
         _message: &Outgoing,
+        _since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Delivered>, DeliveryError> {
         Err(DeliveryError::Permanent(format!(
             "{} cannot check whether an unanswered attempt arrived; not resent",

@@ -315,7 +315,7 @@ impl Notifier {
         message: &crate::store::Outgoing,
     ) -> Result<super::Delivered, DeliveryError> {
         if let Some(since) = item.unknown_since {
-            match adapter.reconcile(item.id, message).await? {
+            match adapter.reconcile(item.id, message, since).await? {
                 Some(found) => {
                     tracing::info!(channel = %item.channel, id = item.id, since = %since, "an unanswered attempt had arrived; not sent again");
                     return Ok(found);

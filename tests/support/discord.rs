@@ -6,7 +6,8 @@
 //! message, channel lookup, interaction callbacks and follow-ups, and
 //! application command listing and bulk overwrite. Every request is
 //! recorded with its JSON body, and answers carry `X-RateLimit-*` headers.
-//! Faults: 429 (route or global, with `retry_after`), 5xx.
+//! Faults: 429 (route or global, with `retry_after`), 5xx before the work,
+//! 5xx after the work (the message exists, the client is told 500).
 //!
 //! Gateway: Hello (op 10) → Identify (op 2) → READY with `session_id` and
 //! `resume_gateway_url`; heartbeats (op 1 → op 11); dispatches carrying
@@ -46,8 +47,12 @@ pub struct Call {
 pub enum Fault {
     /// 429 with this `retry_after` (seconds); global or per route.
     RateLimited { retry_after: f64, global: bool },
-    /// This status with Discord's error JSON.
+    /// This status with Discord's error JSON (nothing done).
     Status(u16),
+    /// The request is carried out (a message created), then answered with
+    /// this status: the 5xx after the work that a client must not take as
+    /// "not done".
+    AfterWork(u16),
 }
 
 /// A gateway event the test can wait for.
@@ -187,6 +192,23 @@ impl DiscordServer {
         self.lock().messages.get(id).cloned()
     }
 
+    /// The messages that exist in `channel` (each created once, whatever
+    /// was answered).
+    pub fn messages_in(&self, channel: &str) -> Vec<Value> {
+        self.lock()
+            .messages
+            .values()
+            .filter(|m| m["channel_id"] == channel)
+            .cloned()
+            .collect()
+    }
+
+    /// Discord's nonce memory runs out ("the past few minutes"): a post
+    /// with an old nonce creates a new message.
+    pub fn forget_nonces(&self) {
+        self.lock().nonces.clear();
+    }
+
     /// The commands registered in a scope (`guild:ID` or `global`).
     pub fn registered(&self, scope: &str) -> Option<Value> {
         self.lock().commands.get(scope).cloned()
@@ -305,7 +327,7 @@ fn fault_response(f: Fault) -> Response {
             }
             r
         }
-        Fault::Status(s) => error(s, 0, "test server fault"),
+        Fault::Status(s) | Fault::AfterWork(s) => error(s, 0, "test server fault"),
     }
 }
 
@@ -328,9 +350,20 @@ async fn rest(
         body: body.clone(),
     });
     let key = format!("{method} {path}");
-    if let Some(f) = s.take_fault(&key) {
-        return fault_response(f);
+    match s.take_fault(&key) {
+        Some(Fault::AfterWork(status)) => {
+            let _done = answer(&s, &method, &path, &body);
+            return error(status, 0, "test server fault after the work");
+        }
+        Some(f) => return fault_response(f),
+        None => {}
     }
+    answer(&s, &method, &path, &body)
+}
+
+/// Carries out one REST call on the server's state.
+fn answer(s: &DiscordServer, method: &Method, path: &str, body: &Value) -> Response {
+    let (s, body) = (s.clone(), body.clone());
     let segs: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
     let m = method.as_str();
     match (m, segs.as_slice()) {

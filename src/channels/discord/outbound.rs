@@ -6,10 +6,14 @@
 //! A notification's reference is `CHANNEL:MESSAGE`; a thread started from a
 //! message has the message's ID, so outcomes go to channel `MESSAGE`. Every
 //! post (notification, report, reply) carries a nonce derived from the
-//! outbox item with `enforce_nonce`, so an outbox retry after a lost
-//! response or a timeout is not posted twice: Discord answers it with the
-//! message the first attempt created (for as long as it remembers nonces,
-//! a few minutes).
+//! outbox item (`qmoi-{outbox_id}`) with `enforce_nonce`. A post answered
+//! with a 5xx or not at all is an unknown outcome (the REST client never
+//! re-sends a POST itself); [`Channel::reconcile`] then sends it once more
+//! with the same nonce, and Discord answers with the message the first
+//! attempt created, if it did, instead of a second one. Discord remembers
+//! nonces for "the past few minutes": past [`NONCE_MEMORY`] the post is not
+//! re-sent at all (it may have arrived) and goes to the fallback instead.
+//! Edits (PATCH) are idempotent and simply sent again.
 
 use super::embed::{self, Button};
 use super::rest::{id, Rest, RestError};
@@ -21,6 +25,7 @@ use crate::reload::Live;
 use crate::render::{self, Medium};
 use crate::store::{MessageKind, Outgoing};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use serenity::http::{LightMethod, Route};
 use serenity::model::id::{ChannelId, MessageId};
@@ -29,6 +34,12 @@ use std::sync::{Arc, Mutex};
 
 /// Discord's error code for "a thread has already been created for this message".
 const THREAD_EXISTS: i64 = 160004;
+
+/// How long after an unanswered post re-sending it with its nonce is sure
+/// to get the first message back rather than a second one. Discord checks
+/// `enforce_nonce` "for uniqueness in the past few minutes"; qmoi stays
+/// well inside that.
+pub const NONCE_MEMORY: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The outbound half of the Discord channel.
 pub struct DiscordChannel {
@@ -280,5 +291,29 @@ impl Channel for DiscordChannel {
             MessageKind::Report => self.deliver_report(outbox_id, message).await,
             MessageKind::Reply => self.deliver_reply(outbox_id, message).await,
         }
+    }
+
+    async fn reconcile(
+        &self,
+        outbox_id: u64,
+        message: &Outgoing,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Delivered>, DeliveryError> {
+        if message.kind == MessageKind::Update {
+            // An edit: sending it again changes nothing.
+            return Ok(None);
+        }
+        let age = (self.rest.clock().now() - since)
+            .to_std()
+            .unwrap_or_default();
+        if age > NONCE_MEMORY {
+            return Err(DeliveryError::Permanent(format!(
+                "Discord did not answer a post {} s ago and forgets its nonce after a few minutes: not re-sent, it may have arrived",
+                age.as_secs()
+            )));
+        }
+        // Same nonce: Discord returns the first attempt's message if it
+        // made one, or makes it now — either way it exists once.
+        self.deliver(outbox_id, message).await.map(Some)
     }
 }

@@ -3,9 +3,17 @@
 //!
 //! serenity's `Http` is built with `ratelimiter_disabled(true)` (its 0.12.5
 //! limiter retries 429s forever) and, for a local test server, `proxy(..)`,
-//! which replaces `https://discord.com` in every URL. Calls retry a 429 or
-//! 5xx at most `max_retries` times inside the call; past that the error
-//! goes back to the outbox with Discord's `retry_after`.
+//! which replaces `https://discord.com` in every URL. Calls retry a 429
+//! (Discord did nothing) at most `max_retries` times inside the call; past
+//! that the error goes back to the outbox with Discord's `retry_after`.
+//!
+//! A 5xx or a lost answer after the request went out may follow work
+//! Discord did. Idempotent calls (GET, PATCH, PUT, DELETE) are retried
+//! inline like a 429; a POST never is: it comes back as
+//! [`RestError::Unknown`] and the caller reconciles (message creates carry
+//! a nonce with `enforce_nonce`, so re-sending it returns the message the
+//! first attempt made instead of a second one). A POST is retried only
+//! when the connection failed before anything was sent.
 
 use super::ratelimit::{Limiter, Observed, Permit, RouteKey};
 use crate::clock::SharedClock;
@@ -53,9 +61,14 @@ pub enum RestError {
         /// Discord's message.
         message: String,
     },
-    /// The connection failed.
+    /// The connection failed before the request was sent.
     #[error("Discord unreachable: {0}")]
     Network(String),
+    /// A non-idempotent call (POST) was sent, but no usable answer came (a
+    /// 5xx, a timeout, a connection lost mid-request): Discord may have
+    /// done it. Never re-sent blindly.
+    #[error("Discord answered nothing usable after the request was sent: {0}")]
+    Unknown(String),
     /// A bad ID or body on qmoi's side.
     #[error("{0}")]
     Invalid(String),
@@ -87,6 +100,7 @@ impl From<RestError> for DeliveryError {
                 reason,
                 retry_after: None,
             },
+            RestError::Unknown(why) => DeliveryError::Unknown(format!("Discord: {why}")),
             RestError::Refused { .. } | RestError::Invalid(_) => DeliveryError::Permanent(reason),
         }
     }
@@ -142,6 +156,26 @@ fn observed(status: u16, h: &reqwest::header::HeaderMap, body: &Value) -> Observ
     }
 }
 
+/// Whether doing `method` twice is the same as doing it once (so a retry
+/// after an unanswered attempt is harmless). Discord's POSTs create things
+/// (messages, threads, follow-ups, interaction responses).
+fn idempotent(method: LightMethod) -> bool {
+    !matches!(method, LightMethod::Post)
+}
+
+/// What a failed send means: nothing sent (the connection was refused or
+/// never made) is plainly retryable; anything else after a non-idempotent
+/// request went out is an unknown outcome.
+fn send_error(method: LightMethod, e: reqwest::Error) -> RestError {
+    let connect = e.is_connect();
+    let why = e.without_url().to_string();
+    if connect || idempotent(method) {
+        RestError::Network(why)
+    } else {
+        RestError::Unknown(why)
+    }
+}
+
 impl Rest {
     /// A client for `cfg` sharing `limiter` with every other Discord caller.
     pub fn new(cfg: &DiscordConfig, limiter: Arc<Limiter>, clock: SharedClock) -> Rest {
@@ -160,6 +194,11 @@ impl Rest {
     /// serenity's `Http` (the gateway client fetches its URL through it).
     pub fn http(&self) -> Arc<Http> {
         self.http.clone()
+    }
+
+    /// The clock its waits (and its callers' windows) read.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The shared limiter.
@@ -200,13 +239,17 @@ impl Rest {
                 .clone()
                 .build(&self.client, self.http.token(), self.http.proxy.as_deref())
                 .map_err(|e| RestError::Invalid(e.to_string()))?;
-            let resp = built
-                .send()
-                .await
-                .map_err(|e| RestError::Network(e.without_url().to_string()))?;
+            let resp = built.send().await.map_err(|e| send_error(method, e))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let text = resp.text().await.unwrap_or_default();
+            let text = match resp.text().await {
+                Ok(t) => t,
+                // The answer was cut off: for a POST, done or not is unknown.
+                Err(e) if (200..300).contains(&status) || !idempotent(method) => {
+                    return Err(send_error(method, e))
+                }
+                Err(_) => String::new(),
+            };
             let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let wait = self
                 .limiter
@@ -214,6 +257,10 @@ impl Rest {
             let retryable = status == 429 || status >= 500;
             if (200..300).contains(&status) {
                 return Ok(json);
+            }
+            if status >= 500 && !idempotent(method) {
+                tracing::warn!(route = %key.route, status, "Discord failed after a POST was sent; outcome unknown, not re-sent");
+                return Err(RestError::Unknown(format!("server error {status}")));
             }
             if !retryable {
                 return Err(RestError::Refused {

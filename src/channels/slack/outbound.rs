@@ -435,6 +435,7 @@ impl Channel for SlackChannel {
         &self,
         id: u64,
         message: &Outgoing,
+        _since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Delivered>, DeliveryError> {
         let Some(place) = self.posted_where(message)? else {
             // An edit: sending it again changes nothing.
