@@ -783,7 +783,7 @@ fn outbox(bot: &TestBot, tree: &str) -> Vec<qmoi::store::OutboxItem> {
 /// one message exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_answered_500_after_discord_created_it_exists_once() {
-    use qmoi::clock::{Clock, ManualClock};
+    use qmoi::clock::ManualClock;
     for late in [false, true] {
         let d = DiscordServer::start().await;
         let gl = GitLabServer::start(GITLAB_TOKEN).await;

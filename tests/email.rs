@@ -799,3 +799,84 @@ async fn authentication_results_and_malformed_mail() {
     );
     bot.stop().await;
 }
+
+/// Postfix takes qmoi's answer to a reply, but its "250" after DATA never
+/// arrives (a proxy swallows it; qmoi's SMTP timeout runs out). qmoi cannot
+/// ask SMTP whether the mail went: the answer is counted as sent,
+/// unconfirmed, and not mailed again — the person has one answer, and the
+/// delivery log says the outcome was unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_whose_smtp_reply_is_lost_after_data_is_mailed_once() {
+    use support::mail::SmtpProxy;
+    let mail = MailServer::start(USERS, "");
+    let proxy = SmtpProxy::start(mail.port("smtp")).await;
+    let gl = GitLabServer::start(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = email_config(dir.path(), &mail, &gl.url(), None, true);
+    c.email.smtp_port = proxy.port;
+    c.email.smtp_security = qmoi::config::Security::Plain;
+    c.email.smtp_username = String::new();
+    c.email.smtp_password = None;
+    c.email.command_timeout_secs = 1;
+    // Master alone: the only mail after the answer is the direct reply (the
+    // report skips whoever decided by email).
+    c.people.retain(|p| p.name == "master");
+    let bot = TestBot::start(c).await;
+    bot.api("/api/v1/events", &fix_event("fix-t", 45, "boom"))
+        .await;
+    let inbox = mail.wait_mail("master", "", 1).await;
+    let before = proxy.transactions();
+
+    proxy.swallow_next(1);
+    let note = inbox[0].clone();
+    let raw = client_reply(
+        "master@qmoi.test",
+        &reply_to(&note),
+        &note,
+        "reject",
+        "<lost-250@client.example>",
+    );
+    mail.send(
+        Some(("master", "masterpw")),
+        "submission",
+        "master@qmoi.test",
+        &reply_to(&note),
+        &raw,
+    )
+    .await;
+    let inbox = mail.wait_mail("master", "", 2).await;
+    assert!(
+        text_body(&inbox[1]).contains("rejected by master"),
+        "{}",
+        text_body(&inbox[1])
+    );
+    // Wait until the outbox has settled the unknown outcome.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log: Vec<(Vec<u8>, qmoi::store::DeliveryLogEntry)> =
+            bot.store().all("delivery_log").expect("log");
+        let unknown = log
+            .iter()
+            .any(|(_, e)| !e.ok && e.detail.starts_with("outcome unknown: SMTP"));
+        let pending: Vec<(Vec<u8>, qmoi::store::OutboxItem)> =
+            bot.store().all("outbox").expect("outbox");
+        if unknown && pending.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never settled: {log:?} {pending:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let failed: Vec<(Vec<u8>, qmoi::store::OutboxItem)> =
+        bot.store().all("outbox_failed").expect("failed");
+    assert!(failed.is_empty(), "{failed:?}");
+    bot.stop().await;
+    assert_eq!(
+        proxy.transactions() - before,
+        1,
+        "the answer went to SMTP once"
+    );
+    assert_eq!(mail.maildir("master", "").len(), 2, "one answer only");
+}

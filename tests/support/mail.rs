@@ -314,3 +314,104 @@ pub fn bot_mailbox(mail: &MailServer, token_secret: &str) -> qmoi::config::Email
         ..EmailConfig::default()
     }
 }
+
+/// A TCP proxy in front of the real Postfix's plain SMTP port, with one
+/// fault: for the next `n` transactions, Postfix gets the whole message
+/// (and delivers it) but its reply to the end of DATA never reaches the
+/// client — the "timeout after DATA" a sender cannot tell from a lost mail.
+/// It counts the transactions whose DATA it forwarded.
+pub struct SmtpProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    swallow: usize,
+    transactions: usize,
+}
+
+impl SmtpProxy {
+    pub async fn start(upstream: u16) -> SmtpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        proxy(client, server, st).await;
+                    }
+                });
+            }
+        });
+        SmtpProxy { port, state }
+    }
+
+    /// The next `n` transactions' end-of-DATA replies are swallowed.
+    pub fn swallow_next(&self, n: usize) {
+        self.state.lock().expect("proxy").swallow = n;
+    }
+
+    /// Transactions whose message went through to Postfix.
+    pub fn transactions(&self) -> usize {
+        self.state.lock().expect("proxy").transactions
+    }
+}
+
+async fn proxy(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    st: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let mute = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let m = mute.clone();
+    let down = tokio::spawn(async move {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = sr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            // Muted: the reply to the end of DATA (and anything after) is
+            // dropped; the connection stays open and silent.
+            if m.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = cr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(5).any(|w| w == b"\r\n.\r\n") {
+            tail.clear();
+            let mut g = st.lock().expect("proxy");
+            g.transactions += 1;
+            if g.swallow > 0 {
+                g.swallow -= 1;
+                mute.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        } else if tail.len() > 4 {
+            tail.drain(..tail.len() - 4);
+        }
+        if sw.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    down.abort();
+}

@@ -4,14 +4,25 @@
 //! token bound to that recipient (in the Reply-To plus-address and in the
 //! Message-ID). Follow-ups to a notification reply to the recipient's first
 //! message and list the whole thread in References, so the conversation
-//! stays one thread in their client. Per-recipient progress is kept in the store,
-//! so a retried delivery never mails anyone twice.
+//! stays one thread in their client.
+//!
+//! Per-recipient progress is kept in the store, so a retried delivery never
+//! mails anyone twice — notifications, follow-ups and direct answers alike.
+//! Before a mail is handed to SMTP, "in flight" is written durably; after
+//! the server's 250, "sent" (durably, before the next recipient). An SMTP
+//! answer of 4xx/5xx, or a connection that never opened, means nothing was
+//! sent. A timeout or a lost connection once the transaction has started
+//! may come after the server took the mail (during or after DATA; SMTP
+//! cannot be asked afterwards): that recipient is an unknown outcome, and
+//! is counted as sent — unconfirmed, with a warning naming the Message-ID —
+//! rather than mailed a second time. So is a mail left "in flight" by a
+//! crash.
 
 use super::token::{self, Tokens};
 use crate::config::{EmailConfig, Security};
 use crate::notify::{Channel, Delivered, DeliveryError, Templates};
 use crate::reload::Live;
-use crate::store::{MessageKind, Outgoing, Store};
+use crate::store::{MessageKind, Outgoing, Store, Writes};
 use async_trait::async_trait;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -24,8 +35,10 @@ use std::time::Duration;
 pub const NAME: &str = "email";
 /// Per (notification, recipient): the Message-IDs sent, first one first.
 const THREADS: &str = "email_threads";
-/// Per (outbox id, recipient): already sent.
+/// Per (outbox id, recipient): already sent (the Message-ID).
 const SENT: &str = "email_sent";
+/// Per (outbox id, recipient): handed to SMTP, no answer yet (the Message-ID).
+const IN_FLIGHT: &str = "email_in_flight";
 
 /// RFC 3834 `Auto-Submitted`: `auto-generated` on notifications,
 /// `auto-replied` on qmoi's answers to mail; either keeps vacation
@@ -76,13 +89,19 @@ pub struct EmailChannel {
     tokens: Tokens,
     templates: Live<Templates>,
     recipients: Vec<String>,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The SMTP pool; replaced after a send is cut off (see [`Self::fresh_pool`]).
+    transport: std::sync::RwLock<AsyncSmtpTransport<Tokio1Executor>>,
+    /// What the pool is built from.
+    smtp: EmailConfig,
     from: Mailbox,
     local: String,
     domain: String,
     /// The reading side's settings, when qmoi reads answers over IMAP: its
     /// login is part of the channel's startup check.
     imap: Option<EmailConfig>,
+    /// The bound on one mail's SMTP exchange: twice `command_timeout_secs`,
+    /// so a connect that times out (nothing sent, retried) ends first.
+    send_timeout: Duration,
 }
 
 /// PEM of the extra CA to trust, if configured.
@@ -152,7 +171,9 @@ impl EmailChannel {
         let from = Mailbox::new(Some(crate::notify::SIGNATURE.to_string()), address);
         Ok(EmailChannel {
             imap: (!cfg.imap_username.is_empty()).then(|| cfg.clone()),
-            transport: smtp_transport(&cfg)?,
+            send_timeout: Duration::from_secs(cfg.command_timeout_secs.max(1) * 2),
+            transport: std::sync::RwLock::new(smtp_transport(&cfg)?),
+            smtp: cfg.clone(),
             store,
             tokens,
             templates,
@@ -226,11 +247,39 @@ impl EmailChannel {
             None => b.singlepart(SinglePart::plain(text.to_string())),
         }
         .map_err(|e| DeliveryError::Permanent(format!("building the message: {e}")))?;
+        // lettre bounds only the connect: a server that goes quiet after
+        // DATA would hold the email worker for good.
+        let transport = self.transport();
+        match tokio::time::timeout(self.send_timeout, transport.send(msg)).await {
+            Ok(sent) => sent.map(|_| ()).map_err(smtp_error),
+            Err(_) => {
+                self.fresh_pool(transport).await;
+                Err(DeliveryError::Unknown(format!(
+                    "SMTP: no answer within {} s",
+                    self.send_timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
         self.transport
-            .send(msg)
-            .await
-            .map(|_| ())
-            .map_err(smtp_error)
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the SMTP pool after a send was cut off: lettre puts the
+    /// abandoned connection back in its pool as healthy, mid-transaction,
+    /// and the server's late reply would then be read as the answer to the
+    /// next mail's first command. The old pool is shut down (its
+    /// connections closed, the abandoned one with them).
+    async fn fresh_pool(&self, old: AsyncSmtpTransport<Tokio1Executor>) {
+        match smtp_transport(&self.smtp) {
+            Ok(t) => *self.transport.write().unwrap_or_else(|p| p.into_inner()) = t,
+            Err(e) => tracing::error!(error = %e, "could not rebuild the SMTP pool"),
+        }
+        old.shutdown().await;
     }
 
     fn answers_for(&self, message: &Outgoing) -> Vec<String> {
@@ -253,8 +302,57 @@ impl EmailChannel {
         }
     }
 
+    /// The Message-ID of the mail outbox item `key` already sent to this
+    /// recipient — or may have: one left in flight (no answer after it was
+    /// handed to SMTP, or a crash) is counted as sent, unconfirmed, and not
+    /// mailed again.
+    fn already_mailed(&self, key: &[u8]) -> Result<Option<String>, DeliveryError> {
+        if let Some(done) = self.store.get::<String>(SENT, key).map_err(Self::io)? {
+            return Ok(Some(done));
+        }
+        let Some(maybe) = self.store.get::<String>(IN_FLIGHT, key).map_err(Self::io)? else {
+            return Ok(None);
+        };
+        tracing::warn!(message_id = %maybe, "an email went unanswered after it was handed to SMTP; counted as sent (unconfirmed), not mailed again");
+        let mut w = Writes::default();
+        w.put(SENT, key, &maybe).map_err(Self::io)?;
+        w.remove(IN_FLIGHT, key);
+        self.store.commit(w).map_err(Self::io)?;
+        Ok(Some(maybe))
+    }
+
+    /// Sends one recipient's mail with its progress on stable storage:
+    /// "in flight" before, "sent" after the server took it. A refusal or a
+    /// connection that never opened clears "in flight"; an unknown outcome
+    /// keeps it (see [`Self::already_mailed`]).
+    async fn mail_once(
+        &self,
+        key: &[u8],
+        message_id: &str,
+        send: impl std::future::Future<Output = Result<(), DeliveryError>>,
+    ) -> Result<(), DeliveryError> {
+        self.store
+            .put(IN_FLIGHT, key, &message_id.to_string())
+            .map_err(Self::io)?;
+        self.store.durable().await.map_err(Self::io)?;
+        let result = send.await;
+        let mut w = Writes::default();
+        match &result {
+            Ok(()) => {
+                w.put(SENT, key, &message_id.to_string())
+                    .map_err(Self::io)?;
+                w.remove(IN_FLIGHT, key);
+            }
+            Err(DeliveryError::Unknown(_)) => return result,
+            Err(_) => w.remove(IN_FLIGHT, key),
+        }
+        self.store.commit(w).map_err(Self::io)?;
+        self.store.durable().await.map_err(Self::io)?;
+        result
+    }
+
     /// A direct answer to one person, in the thread of their message.
-    async fn deliver_reply(&self, message: &Outgoing) -> Result<Delivered, DeliveryError> {
+    async fn deliver_reply(&self, id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         let email = &message.data["email"];
         let to = email["to"]
             .as_str()
@@ -267,13 +365,17 @@ impl EmailChannel {
                     .collect()
             })
             .unwrap_or_default();
+        let key = sent_key(id, to);
+        if let Some(done) = self.already_mailed(&key)? {
+            return Ok(Delivered { thread: Some(done) });
+        }
         let nid = message.notification.unwrap_or(0);
         let token = self
             .tokens
             .issue(nid, to, &self.answers_for(message))
             .map_err(Self::io)?;
         let message_id = token::message_id(&token, &self.domain);
-        self.send_one(
+        let send = self.send_one(
             to,
             &message.subject,
             &message.body,
@@ -282,8 +384,8 @@ impl EmailChannel {
             &message_id,
             &thread,
             true,
-        )
-        .await?;
+        );
+        self.mail_once(&key, &message_id, send).await?;
         Ok(Delivered {
             thread: Some(message_id),
         })
@@ -298,13 +400,20 @@ impl Channel for EmailChannel {
 
     /// SMTP: connect, TLS, AUTH, NOOP.
     async fn check(&self) -> Result<(), DeliveryError> {
-        match self.transport.test_connection().await {
+        match self.transport().test_connection().await {
             Ok(true) => Ok(()),
             Ok(false) => Err(DeliveryError::Retryable {
                 reason: "SMTP server did not answer NOOP".into(),
                 retry_after: None,
             }),
-            Err(e) => Err(smtp_error(e)),
+            // Nothing is mailed by a check: no answer is only "try later".
+            Err(e) => Err(match smtp_error(e) {
+                DeliveryError::Unknown(reason) => DeliveryError::Retryable {
+                    reason,
+                    retry_after: None,
+                },
+                other => other,
+            }),
         }
     }
 
@@ -332,9 +441,21 @@ impl Channel for EmailChannel {
         }
     }
 
+    /// After an unanswered SMTP transaction: SMTP cannot be asked whether
+    /// it took the mail, so the recipient left in flight is counted as sent
+    /// (unconfirmed, logged) and the recipients never tried get theirs.
+    async fn reconcile(
+        &self,
+        id: u64,
+        message: &Outgoing,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Delivered>, DeliveryError> {
+        self.deliver(id, message).await.map(Some)
+    }
+
     async fn deliver(&self, id: u64, message: &Outgoing) -> Result<Delivered, DeliveryError> {
         if message.kind == MessageKind::Reply {
-            return self.deliver_reply(message).await;
+            return self.deliver_reply(id, message).await;
         }
         if self.recipients.is_empty() {
             return Err(DeliveryError::Permanent(
@@ -371,18 +492,20 @@ impl Channel for EmailChannel {
             if message.kind == MessageKind::Report && decider.as_deref() == Some(r.as_str()) {
                 continue;
             }
-            let sent_key = [id.to_be_bytes().as_slice(), r.as_bytes()].concat();
+            let key = sent_key(id, &r);
             let thread_key = Self::thread_key(nid, &r);
             let mut thread: Vec<String> = self
                 .store
                 .get(THREADS, &thread_key)
                 .map_err(Self::io)?
                 .unwrap_or_default();
-            if let Some(done) = self
-                .store
-                .get::<String>(SENT, &sent_key)
-                .map_err(Self::io)?
-            {
+            if let Some(done) = self.already_mailed(&key)? {
+                if !thread.contains(&done) {
+                    thread.push(done.clone());
+                    self.store
+                        .put(THREADS, &thread_key, &thread)
+                        .map_err(Self::io)?;
+                }
                 first_id.get_or_insert(done);
                 continue;
             }
@@ -393,7 +516,7 @@ impl Channel for EmailChannel {
             } else {
                 thread.clone()
             };
-            self.send_one(
+            let send = self.send_one(
                 &r,
                 &message.subject,
                 &message.body,
@@ -402,14 +525,11 @@ impl Channel for EmailChannel {
                 &message_id,
                 &parents,
                 false,
-            )
-            .await?;
+            );
+            self.mail_once(&key, &message_id, send).await?;
             thread.push(message_id.clone());
             self.store
                 .put(THREADS, &thread_key, &thread)
-                .map_err(Self::io)?;
-            self.store
-                .put(SENT, &sent_key, &message_id)
                 .map_err(Self::io)?;
             first_id.get_or_insert(message_id);
         }
@@ -417,12 +537,27 @@ impl Channel for EmailChannel {
     }
 }
 
-/// SMTP replies sorted: 4xx and network errors are retried (the whole
-/// email worker backs off — one server, one scope), 530/534/535 mean the
-/// login is wrong (the channel is broken), 552 and 5.3.4 mean the message is
-/// too large (the short form goes), any other 5xx refuses this message only.
+/// The key of one recipient's progress on outbox item `id`.
+fn sent_key(id: u64, recipient: &str) -> Vec<u8> {
+    [id.to_be_bytes().as_slice(), recipient.as_bytes()].concat()
+}
+
+/// SMTP replies sorted: 4xx, a connection that never opened and TLS
+/// failures are retried (the whole email worker backs off — one server,
+/// one scope), 530/534/535 mean the login is wrong (the channel is broken),
+/// 552 and 5.3.4 mean the message is too large (the short form goes), any
+/// other 5xx refuses this message only. A timeout or lost connection inside
+/// the transaction (no reply to read) is an unknown outcome: the server may
+/// have taken the mail.
 fn smtp_error(e: lettre::transport::smtp::Error) -> DeliveryError {
     let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+    let answered = e.is_transient() || e.is_permanent();
+    // lettre has no `is_connection()`; its Display names the kind first.
+    let never_opened =
+        e.is_tls() || e.is_transport_shutdown() || e.to_string().starts_with("Connection error");
+    if !answered && !never_opened {
+        return DeliveryError::Unknown(format!("SMTP: {e}"));
+    }
     if !e.is_permanent() {
         return DeliveryError::Retryable {
             reason: format!("SMTP: {e}"),
