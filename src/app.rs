@@ -126,82 +126,186 @@ pub async fn start(config: Config, console_io: Option<ConsoleIo>) -> anyhow::Res
 
 /// Builds and starts everything, reading time from `clock` (tests pass a
 /// [`crate::clock::ManualClock`]): delivery retries, fallback and question
-/// timers, and the reconciliation backoff.
+/// timers, and the reconciliation backoff. The steps, in order: memory and
+/// definitions ([`Core::load`]), outbound channels ([`Outbound::register`]),
+/// forges, mirror and the engine with interrupted actions resumed
+/// ([`build_engine`]), the workers, the channels' listeners, the HTTP
+/// server ([`serve_http`]), then the inputs (email, console).
 pub async fn start_with_clock(
     config: Config,
     console_io: Option<ConsoleIo>,
     clock: SharedClock,
 ) -> anyhow::Result<Running> {
-    let config = Arc::new(config);
-    // One plain sentence when it cannot open (lock held, damaged store).
-    let store = crate::store::open::open(
-        &config.data_dir,
-        config.memory.cache_mb,
-        &config.paths.backups,
-    )?;
-    let (registry, commands_from) =
-        Registry::load(&config.paths.commands).context("loading command definitions")?;
-    let templates = Templates::load(&config.paths.templates).context("loading templates")?;
-    tracing::info!(commands = %commands_from, templates = %templates.source(), data = %config.data_dir.display(), "loaded");
-    // Shared handles: a SIGHUP swaps what every part reads.
-    let reloadable = Reloadable::new(&config, registry, templates);
-    let (registry, templates) = (reloadable.registry.clone(), reloadable.templates.clone());
-    let metrics = Arc::new(Metrics::new());
-    let health = Health::new(
+    let core = Core::load(config, clock)?;
+    let outbound = Outbound::register(&core, console_io)?;
+    let (engine, mirror, forges) = build_engine(&core).await?;
+    let (intake, queue) = Intake::new(
+        core.store.clone(),
+        core.notifier.clone(),
+        core.reloadable.registry.clone(),
+        forges,
+        core.config.notify.clone(),
+        &core.config.gitlab,
+        core.metrics.clone(),
+    );
+    let mut tasks = vec![
+        tokio::spawn(intake.clone().run(queue)),
+        tokio::spawn(core.notifier.clone().run()),
+        tokio::spawn(engine.clone().reconcile_loop(core.clock.clone())),
+    ];
+    mirror.set_intake(intake.clone());
+    tasks.extend(mirror.spawn());
+    let channel_routes = listen_channels(&core, &outbound, &engine, &mut tasks);
+    let maintenance = Maintenance::new(
+        core.store.clone(),
         crate::clock::SystemClock::shared(),
-        std::time::Duration::from_secs(config.server.ready_retry_budget_secs),
+        core.config.paths.backups.clone(),
+        core.config.memory.clone(),
     );
+    tasks.extend(maintenance.clone().spawn());
+    let http = serve_http(&core, &engine, &intake, &mirror, channel_routes).await?;
+    let quit = Arc::new(tokio::sync::Notify::new());
+    tasks.extend(start_inputs(&core, outbound, &engine, &http.signin, &quit));
+    let warnings = startup_warnings(&core.config, &core.notifier);
+    tracing::info!(addr = %http.addr, channels = ?core.notifier.active_channels(), "qmoi is listening");
+    Ok(Running {
+        addr: http.addr,
+        engine,
+        store: core.store,
+        notifier: core.notifier,
+        intake,
+        mirror,
+        warnings,
+        reloadable: core.reloadable,
+        quit,
+        stop: Some(http.stop),
+        tasks,
+        server: Some(http.server),
+        maintenance,
+        data_dir: core.config.data_dir.clone(),
+    })
+}
 
-    let notifier = Arc::new(
-        Notifier::new(
-            store.clone(),
-            templates.clone(),
-            registry.clone(),
-            config.notify.clone(),
-        )
-        .with_clock(clock.clone())
-        .with_metrics(metrics.clone())
-        .with_people(reloadable.people.clone()),
-    );
-    let mut console_listener = None;
-    if config.console.enabled {
-        if let Some(io) = console_io {
+/// What every later startup step reads: the config, the memory, the
+/// reloadable definitions, metrics, health, the notifier and the clock.
+struct Core {
+    config: Arc<Config>,
+    store: Store,
+    reloadable: Reloadable,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    notifier: Arc<Notifier>,
+    clock: SharedClock,
+}
+
+impl Core {
+    /// Opens the memory (one plain sentence when it cannot: lock held,
+    /// damaged store), loads commands and templates behind the shared
+    /// handles a SIGHUP swaps, and builds the notifier.
+    fn load(config: Config, clock: SharedClock) -> anyhow::Result<Core> {
+        let config = Arc::new(config);
+        let store = crate::store::open::open(
+            &config.data_dir,
+            config.memory.cache_mb,
+            &config.paths.backups,
+        )?;
+        let (registry, commands_from) =
+            Registry::load(&config.paths.commands).context("loading command definitions")?;
+        let templates = Templates::load(&config.paths.templates).context("loading templates")?;
+        tracing::info!(commands = %commands_from, templates = %templates.source(), data = %config.data_dir.display(), "loaded");
+        let reloadable = Reloadable::new(&config, registry, templates);
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new(
+            crate::clock::SystemClock::shared(),
+            std::time::Duration::from_secs(config.server.ready_retry_budget_secs),
+        );
+        let notifier = Arc::new(
+            Notifier::new(
+                store.clone(),
+                reloadable.templates.clone(),
+                reloadable.registry.clone(),
+                config.notify.clone(),
+            )
+            .with_clock(clock.clone())
+            .with_metrics(metrics.clone())
+            .with_people(reloadable.people.clone()),
+        );
+        Ok(Core {
+            config,
+            store,
+            reloadable,
+            metrics,
+            health,
+            notifier,
+            clock,
+        })
+    }
+
+    /// A channel runs when notifications or fallback copies go to it.
+    fn wanted(&self, name: &str) -> bool {
+        let n = &self.config.notify;
+        n.channels.iter().any(|c| c == name) || n.fallback.iter().any(|c| c == name)
+    }
+}
+
+/// The channels registered with the notifier, and what their listeners
+/// need later.
+struct Outbound {
+    console: Option<ConsoleIo>,
+    email_tokens: Option<email::token::Tokens>,
+    slack_on: bool,
+    discord: Option<discord::Discord>,
+}
+
+impl Outbound {
+    /// Registers every enabled, configured channel's outbound half.
+    fn register(core: &Core, console_io: Option<ConsoleIo>) -> anyhow::Result<Outbound> {
+        let (config, notifier) = (&core.config, &core.notifier);
+        let console = console_io.filter(|_| config.console.enabled);
+        if let Some(io) = &console {
             notifier.register(Arc::new(ConsoleChannel::new(io.output.clone())));
-            health.reporter(console::NAME).connected();
-            console_listener = Some(io);
+            core.health.reporter(console::NAME).connected();
         }
-    }
-
-    // A channel runs when notifications or fallback copies go to it.
-    let wanted = |name: &str| {
-        config.notify.channels.iter().any(|c| c == name)
-            || config.notify.fallback.iter().any(|c| c == name)
-    };
-    let email_tokens = if wanted(email::NAME) && config.email.usable() {
-        Some(
-            email::register(&config, &store, &notifier, templates.clone())
+        let email_tokens = if core.wanted(email::NAME) && config.email.usable() {
+            Some(
+                email::register(
+                    config,
+                    &core.store,
+                    notifier,
+                    core.reloadable.templates.clone(),
+                )
                 .context("configuring the email channel")?,
-        )
-    } else {
-        None
-    };
-
-    let slack_on = wanted(slack::NAME) && config.slack.usable();
-    if slack_on {
-        slack::register(&config, &notifier).context("configuring the Slack channel")?;
+            )
+        } else {
+            None
+        };
+        let slack_on = core.wanted(slack::NAME) && config.slack.usable();
+        if slack_on {
+            slack::register(config, notifier).context("configuring the Slack channel")?;
+        }
+        let discord = (core.wanted(discord::NAME) && config.discord.usable()).then(|| {
+            discord::register(
+                config,
+                notifier,
+                core.reloadable.templates.clone(),
+                core.reloadable.registry.clone(),
+                core.clock.clone(),
+            )
+        });
+        Ok(Outbound {
+            console,
+            email_tokens,
+            slack_on,
+            discord,
+        })
     }
+}
 
-    let discord_on = wanted(discord::NAME) && config.discord.usable();
-    let discord = discord_on.then(|| {
-        discord::register(
-            &config,
-            &notifier,
-            templates.clone(),
-            registry.clone(),
-            clock.clone(),
-        )
-    });
-
+/// Forges, mirroring and the engine; before anything else runs, every
+/// running or pending effect is reconciled (its decision resumed through
+/// the ledger).
+async fn build_engine(core: &Core) -> anyhow::Result<(Engine, Arc<Mirror>, Arc<Forges>)> {
+    let (config, store, clock) = (&core.config, &core.store, &core.clock);
     let forges = Arc::new(
         Forges::new(store.clone(), &config.gitlab, &config.github).context("configuring GitLab")?,
     );
@@ -213,25 +317,23 @@ pub async fn start_with_clock(
     );
     let services = Arc::new(Services {
         store: store.clone(),
-        registry: registry.clone(),
+        registry: core.reloadable.registry.clone(),
         forges: forges.clone(),
         ledger: Ledger::new(store.clone(), clock.clone()),
         mirror: mirror.clone(),
     });
     let engine = Engine::new(
         store.clone(),
-        registry.clone(),
-        reloadable.directory.clone(),
+        core.reloadable.registry.clone(),
+        core.reloadable.directory.clone(),
         ActionRegistry::builtin(),
-        notifier.clone(),
-        templates,
+        core.notifier.clone(),
+        core.reloadable.templates.clone(),
         services,
         config.engine.clone(),
-        metrics.clone(),
+        core.metrics.clone(),
     )
     .map_err(anyhow::Error::msg)?;
-    // Before anything else runs: every running or pending effect is
-    // reconciled (its decision resumed through the ledger).
     let resumed = engine
         .recover()
         .await
@@ -242,52 +344,63 @@ pub async fn start_with_clock(
             "decisions were running or pending when qmoi last stopped; resumed through the effect ledger"
         );
     }
+    Ok((engine, mirror, forges))
+}
 
-    let (intake, queue) = Intake::new(
-        store.clone(),
-        notifier.clone(),
-        registry.clone(),
-        forges,
-        config.notify.clone(),
-        &config.gitlab,
-        metrics.clone(),
-    );
-    let mut tasks = vec![
-        tokio::spawn(intake.clone().run(queue)),
-        tokio::spawn(notifier.clone().run()),
-        tokio::spawn(engine.clone().reconcile_loop(clock.clone())),
-    ];
-    mirror.set_intake(intake.clone());
-    tasks.extend(mirror.spawn());
-
-    let mut slack_routes = None;
-    if slack_on {
-        let (routes, task) = slack::listen(
-            &config,
+/// Starts Slack's and Discord's inbound halves; their HTTP routes (when
+/// they take requests) join the server's.
+fn listen_channels(
+    core: &Core,
+    outbound: &Outbound,
+    engine: &Engine,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Vec<axum::Router> {
+    let mut routes = Vec::new();
+    if outbound.slack_on {
+        let (r, task) = slack::listen(
+            &core.config,
             engine.clone(),
-            notifier.clone(),
-            store.clone(),
-            health.reporter(slack::NAME),
+            core.notifier.clone(),
+            core.store.clone(),
+            core.health.reporter(slack::NAME),
         );
-        slack_routes = routes;
+        routes.extend(r);
         tasks.extend(task);
     }
-
-    let mut discord_routes = None;
-    if let Some(d) = &discord {
-        let (routes, t) = discord::listen(
+    if let Some(d) = &outbound.discord {
+        let (r, t) = discord::listen(
             d,
-            &config,
+            &core.config,
             engine.clone(),
-            notifier.clone(),
-            store.clone(),
-            reloadable.directory.clone(),
-            health.reporter(discord::NAME),
+            core.notifier.clone(),
+            core.store.clone(),
+            core.reloadable.directory.clone(),
+            core.health.reporter(discord::NAME),
         );
-        discord_routes = routes;
+        routes.extend(r);
         tasks.extend(t);
     }
+    routes
+}
 
+/// The running HTTP server.
+struct Http {
+    addr: SocketAddr,
+    signin: Arc<web::dashboard::session::Auth>,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+/// Binds `server.listen`, writes the pid file and serves qmoi's routes plus
+/// the channels', all under the error contract.
+async fn serve_http(
+    core: &Core,
+    engine: &Engine,
+    intake: &Arc<Intake>,
+    mirror: &Arc<Mirror>,
+    channel_routes: Vec<axum::Router>,
+) -> anyhow::Result<Http> {
+    let config = &core.config;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| {
@@ -298,45 +411,34 @@ pub async fn start_with_clock(
         })?;
     let addr = listener.local_addr()?;
     let signin = Arc::new(web::dashboard::session::Auth::new(
-        clock.clone(),
+        core.clock.clone(),
         config.dashboard.clone(),
         web::dashboard::session::base_url(&config.dashboard, addr),
     ));
     if let Err(e) = crate::store::open::write_pid(&config.data_dir, addr) {
         tracing::warn!(error = %e, "could not write the pid file");
     }
-    let maintenance = Maintenance::new(
-        store.clone(),
-        crate::clock::SystemClock::shared(),
-        config.paths.backups.clone(),
-        config.memory.clone(),
-    );
-    tasks.extend(maintenance.clone().spawn());
     let state = AppState {
         config: config.clone(),
         engine: engine.clone(),
         intake: intake.clone(),
-        store: store.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
+        store: core.store.clone(),
+        metrics: core.metrics.clone(),
+        health: core.health.clone(),
         mirror: mirror.clone(),
-        clock: clock.clone(),
+        clock: core.clock.clone(),
         signin: signin.clone(),
     };
-    metrics.register(Arc::new(StoreGauges {
-        store: store.clone(),
-        health: health.clone(),
-        channels: notifier.active_channels(),
+    core.metrics.register(Arc::new(StoreGauges {
+        store: core.store.clone(),
+        health: core.health.clone(),
+        channels: core.notifier.active_channels(),
     }));
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stop, stop_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let mut app = web::routes(state);
-        if let Some(routes) = slack_routes {
-            app = app.merge(routes);
-        }
-        if let Some(routes) = discord_routes {
-            app = app.merge(routes);
-        }
+        let app = channel_routes
+            .into_iter()
+            .fold(web::routes(state), axum::Router::merge);
         let app = web::with_error_contract(app);
         if let Err(e) = axum::serve(
             listener,
@@ -350,37 +452,55 @@ pub async fn start_with_clock(
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
+    Ok(Http {
+        addr,
+        signin,
+        stop,
+        server,
+    })
+}
 
-    if let Some(tokens) = email_tokens {
-        if let Some(t) = email::listen(
-            &config,
+/// Starts reading what people send: email replies (IMAP) and the console.
+fn start_inputs(
+    core: &Core,
+    outbound: Outbound,
+    engine: &Engine,
+    signin: &Arc<web::dashboard::session::Auth>,
+    quit: &Arc<tokio::sync::Notify>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(tokens) = outbound.email_tokens {
+        tasks.extend(email::listen(
+            &core.config,
             engine.clone(),
-            notifier.clone(),
+            core.notifier.clone(),
             tokens,
-            store.clone(),
-            registry.clone(),
-            health.reporter(email::NAME),
-        ) {
-            tasks.push(t);
-        }
+            core.store.clone(),
+            core.reloadable.registry.clone(),
+            core.health.reporter(email::NAME),
+        ));
     }
-    let quit = Arc::new(tokio::sync::Notify::new());
-    if let Some(io) = console_listener {
+    if let Some(io) = outbound.console {
         tasks.push(tokio::spawn(console::listen(
             engine.clone(),
             io.input,
             io.output,
-            config.console.identity.clone(),
+            core.config.console.identity.clone(),
             quit.clone(),
             Some(web::dashboard::session::console_login(
-                &config,
+                &core.config,
                 signin.clone(),
             )),
         )));
     }
+    tasks
+}
 
+/// Config warnings, deliverability problems and channels listed but not
+/// running: logged, and returned for `Running::warnings`.
+fn startup_warnings(config: &Config, notifier: &Notifier) -> Vec<String> {
     let mut warnings = config.warnings();
-    for (key, p) in crate::notify::deliverability_problems(&config) {
+    for (key, p) in crate::notify::deliverability_problems(config) {
         tracing::error!("{key}: {p}");
         warnings.push(format!("{key}: {p}"));
     }
@@ -390,21 +510,5 @@ pub async fn start_with_clock(
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    tracing::info!(%addr, channels = ?notifier.active_channels(), "qmoi is listening");
-    Ok(Running {
-        addr,
-        engine,
-        store,
-        notifier,
-        intake,
-        mirror,
-        warnings,
-        reloadable,
-        quit,
-        stop: Some(stop_tx),
-        tasks,
-        server: Some(server),
-        maintenance,
-        data_dir: config.data_dir.clone(),
-    })
+    warnings
 }

@@ -210,3 +210,85 @@ fn restart_needed(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PersonConfig, Secret};
+
+    fn person(name: &str) -> PersonConfig {
+        PersonConfig {
+            name: name.into(),
+            roles: vec!["master".into()],
+            identities: Default::default(),
+        }
+    }
+
+    /// A running config with email (recipients from people), the dashboard
+    /// and Discord on.
+    fn running() -> Config {
+        let mut c = Config {
+            people: vec![person("alice")],
+            ..Config::default()
+        };
+        c.email.address = "qmoi@example.test".into();
+        c.email.token_secret = Some(Secret::new("s"));
+        c.dashboard.enabled = true;
+        c.discord.bot_token = Some(Secret::new("t"));
+        c
+    }
+
+    #[test]
+    fn a_people_change_names_what_startup_derived_from_people() {
+        let old = running();
+        let mut new = old.clone();
+        new.people.push(person("carol"));
+        let report = ReloadReport {
+            reloaded: vec!["people".into()],
+            needs_restart: Vec::new(),
+        };
+        let got = restart_needed(&old, &new, true, &report);
+        assert_eq!(
+            got,
+            vec![
+                "email recipients (taken from [[people]] at startup)".to_string(),
+                "dashboard sign-in links (people as at startup)".to_string(),
+            ]
+        );
+        let report = ReloadReport {
+            reloaded: vec!["people".into()],
+            needs_restart: got,
+        };
+        assert_eq!(
+            report.summary(),
+            "reloaded people; needs a restart to take effect: email recipients (taken from \
+             [[people]] at startup), dashboard sign-in links (people as at startup)"
+        );
+    }
+
+    #[test]
+    fn changed_commands_name_discord_registration_and_sections_are_named() {
+        let old = running();
+        let mut new = old.clone();
+        new.server.ready_retry_budget_secs += 1;
+        let report = ReloadReport {
+            reloaded: vec!["commands".into()],
+            needs_restart: Vec::new(),
+        };
+        assert_eq!(
+            restart_needed(&old, &new, false, &report),
+            vec![
+                "[server]".to_string(),
+                "Discord slash commands (run `qmoi discord register`)".to_string(),
+            ]
+        );
+        // Explicit email recipients do not depend on people.
+        let mut old = running();
+        old.email.recipients = vec!["ops@example.test".into()];
+        let mut new = old.clone();
+        new.people.push(person("carol"));
+        let none = ReloadReport::default();
+        let got = restart_needed(&old, &new, true, &none);
+        assert!(!got.iter().any(|s| s.starts_with("email")), "{got:?}");
+    }
+}

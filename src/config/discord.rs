@@ -141,58 +141,64 @@ impl DiscordConfig {
     /// `notify.channels`: missing essentials and impossible values are
     /// errors, a feature that is merely off is a warning.
     pub fn problems(&self) -> Vec<Problem> {
-        let set = super::validate::how_to_set;
-        let mut p = Vec::new();
-        if !self.usable() {
-            p.push(problem(
+        let mut p = self.missing();
+        p.extend(self.malformed_ids());
+        p.extend(self.malformed_values());
+        p
+    }
+
+    /// Values Discord needs that are not set, each with how to set it.
+    fn missing(&self) -> Vec<Problem> {
+        // (missing, fatal, key, what goes wrong, what follows "set KEY").
+        let checks = [
+            (
+                !self.usable(),
                 true,
                 "discord.bot_token",
-                format!(
-                    "notify.channels lists \"discord\" but nothing can be posted; set {}",
-                    set("discord.bot_token")
-                ),
-            ));
-        }
-        if self.application_id.is_empty() {
-            p.push(problem(
+                "notify.channels lists \"discord\" but nothing can be posted",
+                "",
+            ),
+            (
+                self.application_id.is_empty(),
                 true,
                 "discord.application_id",
-                format!(
-                    "commands cannot be registered or answered; set {}",
-                    set("discord.application_id")
-                ),
-            ));
-        }
-        if self.channel.is_empty() && self.routes.is_empty() {
-            p.push(problem(
+                "commands cannot be registered or answered",
+                "",
+            ),
+            (
+                self.channel.is_empty() && self.routes.is_empty(),
                 true,
                 "discord.channel",
-                format!(
-                    "there is nowhere to post; set {} to a channel ID",
-                    set("discord.channel")
-                ),
-            ));
-        }
-        if self.mode == DiscordMode::Http && self.public_key.is_empty() {
-            p.push(problem(
+                "there is nowhere to post",
+                " to a channel ID",
+            ),
+            (
+                self.mode == DiscordMode::Http && self.public_key.is_empty(),
                 true,
                 "discord.public_key",
-                format!(
-                    "every interaction would be refused; set {}",
-                    set("discord.public_key")
-                ),
-            ));
-        }
-        if self.guild_id.is_empty() && !self.global_commands {
-            p.push(problem(
+                "every interaction would be refused",
+                "",
+            ),
+            (
+                self.guild_id.is_empty() && !self.global_commands,
                 false,
                 "discord.guild_id",
-                format!(
-                    "the slash command is not registered; set {} or discord.global_commands = true",
-                    set("discord.guild_id")
-                ),
-            ));
-        }
+                "the slash command is not registered",
+                " or discord.global_commands = true",
+            ),
+        ];
+        checks
+            .into_iter()
+            .filter(|(missing, ..)| *missing)
+            .map(|(_, fatal, key, why, tail)| {
+                let how = super::validate::how_to_set(key);
+                problem(fatal, key, format!("{why}; set {how}{tail}"))
+            })
+            .collect()
+    }
+
+    /// IDs (application, channel, guild, routes) that are not snowflakes.
+    fn malformed_ids(&self) -> Vec<Problem> {
         let ids = [
             ("discord.application_id".to_string(), &self.application_id),
             ("discord.channel".to_string(), &self.channel),
@@ -202,15 +208,23 @@ impl DiscordConfig {
             .routes
             .iter()
             .map(|(k, v)| (format!("discord.routes.{k}"), v));
-        for (key, id) in ids.into_iter().chain(routes) {
-            if !id.is_empty() && !is_snowflake(id) {
-                p.push(problem(
+        ids.into_iter()
+            .chain(routes)
+            .filter(|(_, id)| !id.is_empty() && !is_snowflake(id))
+            .map(|(key, id)| {
+                problem(
                     true,
                     &key,
                     format!("'{id}' is not a Discord ID (digits only)"),
-                ));
-            }
-        }
+                )
+            })
+            .collect()
+    }
+
+    /// Values that are set but cannot work: the key, the command name, the
+    /// watchdog and invalid-request limits, the API URL.
+    fn malformed_values(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
         if !self.public_key.is_empty() && !valid_public_key(&self.public_key) {
             p.push(problem(
                 true,
