@@ -229,7 +229,15 @@ fn status_text(r: &admin::StatusReport) -> String {
     if total == 0 {
         out.push_str("No open questions.\n");
     } else {
-        let _ = write!(out, "Open questions: {total}");
+        if total > admin::STATUS_COUNT_UPTO {
+            let _ = write!(
+                out,
+                "Open questions: more than {}",
+                admin::STATUS_COUNT_UPTO
+            );
+        } else {
+            let _ = write!(out, "Open questions: {total}");
+        }
         if r.open_questions.len() < total {
             let _ = write!(out, " — showing the {} newest", r.open_questions.len());
         }
@@ -365,5 +373,11 @@ mod tests {
         old.as_object_mut().map(|o| o.remove("open_total"));
         let back: admin::StatusReport = serde_json::from_value(old).expect("older bot");
         assert_eq!(status_text(&back).lines().next(), Some("Open questions: 1"));
+        let mut many = report.clone();
+        many.open_total = Some(admin::STATUS_COUNT_UPTO + 1);
+        assert_eq!(
+            status_text(&many).lines().next(),
+            Some("Open questions: more than 100 — showing the 1 newest")
+        );
     }
 }

@@ -168,6 +168,11 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// How many open questions `qmoi status` lists (the total is always told).
 pub const STATUS_NEWEST: usize = 10;
 
+/// How many open questions are counted exactly; past that the status says
+/// "more than" (as the chat `status` does): counting all would read the
+/// whole index on every call.
+pub const STATUS_COUNT_UPTO: usize = 100;
+
 /// What `qmoi status` shows: the body of `GET /admin/v1/status`, read back
 /// by the CLI with the same type (so neither side spells keys by hand).
 /// Strings are raw outside content (project names, subjects): whoever shows
@@ -176,8 +181,9 @@ pub const STATUS_NEWEST: usize = 10;
 pub struct StatusReport {
     /// The newest open questions, at most [`STATUS_NEWEST`].
     pub open_questions: Vec<OpenQuestion>,
-    /// How many questions are open in all (an older bot does not send it:
-    /// then the list is all the CLI knows).
+    /// How many questions are open in all, counted up to
+    /// [`STATUS_COUNT_UPTO`] + 1 (an older bot does not send it: then the
+    /// list is all the CLI knows).
     #[serde(default)]
     pub open_total: Option<usize>,
     /// Sequence number of the newest audit record.
@@ -208,7 +214,7 @@ pub fn status_json(
     store: &store::Store,
     backups: &std::path::Path,
 ) -> Result<StatusReport, store::StoreError> {
-    let all = store.open_notifications(None, usize::MAX)?;
+    let all = store.open_notifications(None, STATUS_COUNT_UPTO + 1)?;
     let open_questions = all
         .iter()
         .take(STATUS_NEWEST)
