@@ -99,7 +99,7 @@ enum Cmd {
     },
     /// Forges: `qmoi forge setup [--dry-run]` (webhooks, mirror repositories, permissions).
     #[command(
-        after_help = "Examples:\n  qmoi forge setup --config qmoi.toml --dry-run\n  qmoi forge setup --config qmoi.toml"
+        after_help = "Examples:\n  qmoi forge setup --config qmoi.toml --dry-run\n  qmoi forge setup --config qmoi.toml\n  qmoi forge setup --config qmoi.toml --rotate-secret"
     )]
     Forge {
         #[command(subcommand)]

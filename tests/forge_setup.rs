@@ -473,3 +473,86 @@ async fn a_hook_past_the_first_page_of_hooks_is_found_not_added_again() {
             .collect();
     assert!(pages.contains(&"2".to_string()), "{pages:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_whose_secret_qmoi_refuses_is_reported_and_rotate_secret_sets_it_from_config() {
+    let mut w = world().await;
+    w.config.mirror.repos.truncate(1);
+    w.config.mirror.repos[0].mirrors.truncate(1);
+    // qmoi runs with the configured secrets and receives the deliveries.
+    let mut bot_config = w.config.clone();
+    bot_config.mirror.repos.clear();
+    let bot = TestBot::start(bot_config).await;
+    w.config.mirror.webhook_base_url = bot.base.clone();
+    let none = BTreeMap::new();
+    let rotate = setup::Options {
+        dry_run: false,
+        rotate_secret: true,
+    };
+
+    // The hooks were made with secrets qmoi no longer has (rotated in its
+    // config since, or edited on the forge).
+    let mut old = w.config.clone();
+    old.gitlab.webhook_secret = Some(Secret::new("old-gitlab-secret-1"));
+    old.github.webhook_secret = Some(Secret::new("old-github-secret-2"));
+    let made = setup::run(&old, &none, false).await.expect("setup");
+    assert_eq!((made.changes(), made.problems()), (3, 0), "{made}");
+    assert_eq!(w.gl.deliver("group/app").await, vec![401]);
+    assert_eq!(w.gh.deliver("org/app").await, vec![401]);
+
+    // Setup finds it from the refused deliveries; it writes nothing.
+    let before = writes(&w).len();
+    let found = setup::run(&w.config, &none, false).await.expect("check");
+    let text = found.to_string();
+    no_secrets(&text);
+    assert_eq!(
+        kinds(&found, "app/gitlab"),
+        vec![StepKind::Refused],
+        "{text}"
+    );
+    assert_eq!(
+        kinds(&found, "app/github"),
+        vec![StepKind::Refused],
+        "{text}"
+    );
+    assert_eq!((found.changes(), found.problems()), (0, 2), "{text}");
+    assert!(text.contains("--rotate-secret"), "{text}");
+    assert!(text.contains("gitlab.webhook_secret"), "{text}");
+    assert_eq!(writes(&w).len(), before);
+
+    // A dry run of --rotate-secret says what it would do and does nothing.
+    let dry = setup::run_with(
+        &w.config,
+        &none,
+        setup::Options {
+            dry_run: true,
+            ..rotate
+        },
+    )
+    .await
+    .expect("dry");
+    assert_eq!(dry.changes(), 2, "{dry}");
+    assert!(dry.to_string().contains("would update"), "{dry}");
+    assert_eq!(writes(&w).len(), before);
+
+    // --rotate-secret sets the configured secret on each hook (no new hook);
+    // the next deliveries are accepted and setup is quiet again.
+    for round in 0..2 {
+        let r = setup::run_with(&w.config, &none, rotate)
+            .await
+            .expect("rotate");
+        no_secrets(&r.to_string());
+        assert_eq!((r.changes(), r.problems()), (2, 0), "round {round}: {r}");
+        let gl = w.gl.hooks("group/app");
+        let gh = w.gh.hooks("org/app");
+        assert_eq!((gl.len(), gh.len()), (1, 1), "round {round}");
+        assert_eq!(gl[0].1.as_deref(), Some(GITLAB_HOOK_SECRET));
+        assert_eq!(gh[0].1.as_deref(), Some(GITHUB_HOOK_SECRET));
+        assert_eq!(gh[0].0["events"], json!(["push"]), "events kept");
+    }
+    assert_eq!(w.gl.deliver("group/app").await, vec![200]);
+    assert_eq!(w.gh.deliver("org/app").await, vec![200]);
+    let quiet = setup::run(&w.config, &none, false).await.expect("quiet");
+    assert_eq!((quiet.changes(), quiet.problems()), (0, 0), "{quiet}");
+    bot.stop().await;
+}

@@ -395,6 +395,35 @@ fn job_failed(id: &str, pipeline: u64, job: u64, name: &str) -> Value {
            "ref": "main", "pipeline": pipeline, "job": {"id": job, "name": name, "stage": "test"}})
 }
 
+/// Credentials `name` → token for the remotes' APIs.
+fn with_tokens(c: &mut qmoi::config::Config, tokens: &[(&str, &str)]) {
+    for (name, token) in tokens {
+        c.mirror.credentials.insert(
+            name.to_string(),
+            qmoi::config::GitCredential {
+                username: "oauth2".into(),
+                token: Some(qmoi::config::Secret::new(*token)),
+            },
+        );
+    }
+}
+
+/// Sends `line` (a failover) as the master, then `confirm` with the code
+/// it was given; the answer to the confirmation.
+async fn fail_over(bot: &TestBot, line: &str) -> Value {
+    let r = bot.command("operator", line).await;
+    let text = r["text"].as_str().unwrap_or_default().to_string();
+    let code: String = text
+        .split("send `confirm ")
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    assert!(!code.is_empty(), "{r}");
+    bot.command("operator", &format!("confirm {code}")).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_in_the_ledger() {
     use support::gitlab::GitLabServer;
@@ -413,15 +442,7 @@ async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_
     c.mirror.cancel_window_secs = 0;
     c.mirror.repos[0].primary = gitlab_remote("gitlab", &url("app"), &gl_a.url(), "a");
     c.mirror.repos[0].mirrors = vec![gitlab_remote("backup", &url("mirror"), &gl_b.url(), "b")];
-    for (name, token) in [("a", a), ("b", b)] {
-        c.mirror.credentials.insert(
-            name.into(),
-            qmoi::config::GitCredential {
-                username: "oauth2".into(),
-                token: Some(qmoi::config::Secret::new(token)),
-            },
-        );
-    }
+    with_tokens(&mut c, &[("a", a), ("b", b)]);
     let bot = TestBot::start(c).await;
     let retries = |s: &GitLabServer| {
         s.requests()
@@ -441,17 +462,7 @@ async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_
     assert_eq!((retries(&gl_a), retries(&gl_b)), (1, 0));
 
     // Fail over to the backup GitLab.
-    let r = bot.command("operator", "failover app").await;
-    let text = r["text"].as_str().unwrap_or_default().to_string();
-    let code: String = text
-        .split("send `confirm ")
-        .nth(1)
-        .unwrap_or_default()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    assert!(!code.is_empty(), "{r}");
-    let r = bot.command("operator", &format!("confirm {code}")).await;
+    let r = fail_over(&bot, "failover app").await;
     assert!(
         r["text"]
             .as_str()
@@ -490,5 +501,90 @@ async fn after_a_failover_ci_actions_use_the_new_primarys_api_and_the_switch_is_
     assert_eq!(switches.len(), 1, "{switches:?}");
     assert_eq!(switches[0].status, qmoi::effects::EffectStatus::Succeeded);
     assert_eq!(switches[0].sends, 1);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_to_github_gitlab_notifications_are_answered_why_not_and_githubs_work() {
+    use support::github::GitHubServer;
+    use support::gitlab::GitLabServer;
+    let (gl_token, gh_token) = ("glpat-primary-0003", "ghp-mirror-0004");
+    let gl = GitLabServer::start_strict(gl_token).await;
+    let gh = GitHubServer::start(gh_token).await;
+    gl.seed_job("group%2Fapp", 2366, 1977, "test", "failed");
+    gl.seed_mr("group%2Fapp", 45, "abc123def4567890");
+    gh.seed_run(9100, 9200);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("srv");
+    bare(&root, "app");
+    bare(&root, "mirror");
+    let url = |n: &str| format!("file://{}", root.join(format!("{n}.git")).display());
+    let mut c = config(&tmp.path().join("data"), &url("app"), &url("mirror"));
+    c.mirror.health_interval_secs = 0;
+    c.mirror.cancel_window_secs = 0;
+    c.mirror.repos[0].primary = gitlab_remote("gitlab", &url("app"), &gl.url(), "gl");
+    c.mirror.repos[0].mirrors = vec![RemoteConfig {
+        platform: Some(qmoi::config::Platform::Github),
+        api_url: Some(gh.api_url()),
+        credential: Some("gh".into()),
+        ..remote("github", &url("mirror"), "org/app")
+    }];
+    with_tokens(&mut c, &[("gl", gl_token), ("gh", gh_token)]);
+    let bot = TestBot::start(c).await;
+    let mut job = job_failed("j1", 2366, 1977, "test");
+    job["sha"] = json!("abc123def4567890abc123def4567890abc12345");
+    let fix = json!({"id": "f1", "kind": "fix_proposed", "platform": "gitlab", "project": "group/app",
+        "ref": "main", "pipeline": 2366, "fix": {"title": "Pin serde", "files": ["Cargo.toml"],
+        "merge_request": {"iid": 45, "sha": "abc123def4567890"}}});
+    for (n, event) in [(1, job), (2, fix)] {
+        let (status, body) = bot.api("/api/v1/events", &event).await;
+        assert_eq!(status, 200, "{body}");
+        bot.wait_notification(n).await;
+    }
+
+    let r = fail_over(&bot, "failover app github").await;
+    assert!(
+        r["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("github is now the active primary"),
+        "{r}"
+    );
+
+    // GitLab's job: nothing sent anywhere; the answer says why and what to do.
+    let before = (gl.writes().len(), gh.requests().len());
+    let r = bot.command("operator", "retry #1").await;
+    let text = r["text"].as_str().unwrap_or_default();
+    assert_ne!(r["status"], "succeeded", "{r}");
+    for part in [
+        "app has failed over from gitlab to github (org/app on GitHub), so nothing was sent",
+        "GitLab job 1977 (test) cannot be re-run on GitHub",
+        "commit abc123def456 is mirrored there",
+        "`failback app` once gitlab answers again, then `retry #1`",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in: {text}");
+    }
+    // GitLab's merge request: the same, in its own words.
+    let r = bot.command("alice", "approve #2").await;
+    let text = r["text"].as_str().unwrap_or_default();
+    assert_ne!(r["status"], "succeeded", "{r}");
+    assert!(
+        text.contains("merge request !45 is on GitLab and GitHub has no copy of it"),
+        "{text}"
+    );
+    assert!(text.contains("then `approve #2`"), "{text}");
+    assert_eq!((gl.writes().len(), gh.requests().len()), before);
+    assert_eq!(gl.retries_of(2366, "test"), 0);
+    assert_eq!(gl.mr("group%2Fapp", 45).map(|m| m.1), Some(0));
+
+    // GitHub's own failure on the new primary is retried there.
+    let run = json!({"id": "w1", "kind": "job_failed", "platform": "github", "project": "org/app",
+        "ref": "main", "pipeline": 9100, "job": {"id": 9200, "name": "build", "stage": "test"}});
+    let (status, body) = bot.api("/api/v1/events", &run).await;
+    assert_eq!(status, 200, "{body}");
+    bot.wait_notification(3).await;
+    let r = bot.command("operator", "retry #3").await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(gh.attempt(9100), 2, "{r}");
     bot.stop().await;
 }

@@ -96,6 +96,7 @@ impl<'a> ActionContext<'a> {
     /// configured one (`gitlab.url`, or `gitlab.mirror_url` when failed over).
     pub fn gitlab_for(&self, n: &Notification) -> Result<Cow<'a, GitLab>, ActionError> {
         let s = self.services;
+        self.not_moved_away(Platform::Gitlab, n)?;
         if let Some(RemoteApi::GitLab(g)) =
             s.mirror
                 .api_for(Platform::Gitlab, &n.event.project.path, s.forges.timeout())
@@ -108,6 +109,7 @@ impl<'a> ActionContext<'a> {
     /// The GitHub to act on for `n`, chosen as [`Self::gitlab_for`] does.
     pub fn github_for(&self, n: &Notification) -> Result<Cow<'a, GitHub>, ActionError> {
         let s = self.services;
+        self.not_moved_away(Platform::Github, n)?;
         if let Some(RemoteApi::GitHub(g)) =
             s.mirror
                 .api_for(Platform::Github, &n.event.project.path, s.forges.timeout())
@@ -115,6 +117,20 @@ impl<'a> ActionContext<'a> {
             return Ok(Cow::Owned(g));
         }
         Ok(Cow::Borrowed(s.forges.github()?))
+    }
+
+    /// Refuses, in words and before anything is sent, a CI action on an
+    /// event from a forge its repository failed over away from to another
+    /// platform ([`crate::mirror::moved`]).
+    fn not_moved_away(&self, platform: Platform, n: &Notification) -> Result<(), ActionError> {
+        match self
+            .services
+            .mirror
+            .moved_away(platform, &n.event.project.path)
+        {
+            Some(m) => Err(ActionError::NotApplicable(m.explain(&self.parsed.name, n))),
+            None => Ok(()),
+        }
     }
 
     /// The notification, or an error saying the command needs one.

@@ -261,6 +261,22 @@ impl GitLab {
             .await
     }
 
+    /// `GET /projects/:id/hooks/:hook_id/events`: one page of the hook's
+    /// deliveries of the past 7 days (GitLab 17.3+), with `response_status`.
+    pub async fn hook_events(&self, project: &str, id: u64) -> Result<Vec<Value>, ForgeError> {
+        let mut url = self.url(project, &["hooks", &id.to_string(), "events"]);
+        url.query_pairs_mut().append_pair("per_page", "20");
+        let v = self
+            .json(
+                Method::GET,
+                url,
+                None,
+                &format!("the deliveries of webhook {id} of {project}"),
+            )
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
     /// `POST /projects/:id/hooks`.
     pub async fn create_hook(&self, project: &str, hook: &Value) -> Result<Value, ForgeError> {
         let url = self.url(project, &["hooks"]);

@@ -15,8 +15,17 @@
 //!   Developer to push; GitHub: `admin` for hooks, `push`).
 //!
 //! A hook already right is left alone, so a second run changes nothing.
-//! Neither forge reads a secret back: GitLab says `token_present`, GitHub
-//! shows `********`; a hook that has one is taken as right.
+//!
+//! Neither forge reads a secret back (GitLab: `token` "not returned in the
+//! response", only `token_present` on 19.0+; GitHub: `********`), so a hook
+//! whose secret differs from qmoi's cannot be found by comparing values.
+//! What can be read is whether qmoi refused the hook's deliveries: qmoi
+//! answers 401 only for a wrong secret, and GitHub shows the latest answer
+//! in the hook's `last_response`, GitLab in the hook's events (17.3+). Such
+//! a hook is reported (REFUSED, a problem); `--rotate-secret` sets the
+//! secret from config on every qmoi hook — the same value each time, so
+//! running it again leaves the same state (it does write again: with the
+//! secret unreadable, "already right" cannot be known).
 //!
 //! Writes are never re-sent blindly: a write that got no answer (timeout,
 //! 5xx) is checked by reading the hooks or the repository again, and the
@@ -65,6 +74,9 @@ pub enum StepKind {
     Failed,
     /// Not a remote setup can act on.
     Skipped,
+    /// qmoi refused the hook's last delivery: its secret differs from
+    /// qmoi's (fixed by `--rotate-secret`).
+    Refused,
 }
 
 /// One line of the report.
@@ -76,6 +88,16 @@ pub struct Step {
     pub kind: StepKind,
     /// In words.
     pub text: String,
+}
+
+/// How setup runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Read everything, print the writes, make none.
+    pub dry_run: bool,
+    /// Set the webhook secret from config on every qmoi hook, also on hooks
+    /// that look right (a secret cannot be read back to compare).
+    pub rotate_secret: bool,
 }
 
 /// What a run found and did.
@@ -100,7 +122,12 @@ impl Report {
     pub fn problems(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| matches!(s.kind, StepKind::Lacking | StepKind::Failed))
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Lacking | StepKind::Failed | StepKind::Refused
+                )
+            })
             .count()
     }
 }
@@ -117,6 +144,7 @@ impl fmt::Display for Report {
                 (StepKind::Lacking, _) => "LACKING",
                 (StepKind::Failed, _) => "FAILED",
                 (StepKind::Skipped, _) => "skipped",
+                (StepKind::Refused, _) => "REFUSED",
             };
             writeln!(f, "{}: {tag}: {}", s.place, s.text)?;
         }
@@ -153,6 +181,7 @@ struct Site<'a> {
     hook: Hook,
     steps: &'a mut Vec<Step>,
     dry_run: bool,
+    rotate_secret: bool,
 }
 
 impl Site<'_> {
@@ -172,6 +201,20 @@ pub async fn run(
     active: &BTreeMap<String, String>,
     dry_run: bool,
 ) -> Result<Report, SetupError> {
+    let options = Options {
+        dry_run,
+        rotate_secret: false,
+    };
+    run_with(config, active, options).await
+}
+
+/// [`run`] with every option.
+pub async fn run_with(
+    config: &Config,
+    active: &BTreeMap<String, String>,
+    options: Options,
+) -> Result<Report, SetupError> {
+    let dry_run = options.dry_run;
     let m = &config.mirror;
     let base = m.webhook_base_url.trim().trim_end_matches('/');
     if base.is_empty() {
@@ -221,6 +264,7 @@ pub async fn run(
                 },
                 steps: &mut report.steps,
                 dry_run,
+                rotate_secret: options.rotate_secret,
             };
             match &api {
                 RemoteApi::GitLab(g) => gitlab(&mut site, g).await,
@@ -323,6 +367,9 @@ trait HookApi: Sync {
     }
     /// The events, in words.
     fn events(ci: bool) -> String;
+    /// Whether qmoi refused the hook's latest delivery (401: the secret
+    /// differs), in words; `None` when it did not or the forge cannot say.
+    async fn refused(&self, project: &str, hook: &Value) -> Option<String>;
 }
 
 /// Adds qmoi's hook, or updates it when something is off; leaves a right one.
@@ -362,14 +409,25 @@ async fn ensure_hook<A: HookApi>(site: &mut Site<'_>, api: &A, fresh: bool) {
         .await;
         return record(site, StepKind::Created, &what, wrote);
     };
-    let off = A::off(existing, ci);
-    if off.is_empty() {
-        return site.step(
-            StepKind::Unchanged,
-            format!("webhook {url} ({})", A::events(ci)),
-        );
-    }
     let id = existing["id"].as_u64().unwrap_or_default();
+    let mut off = A::off(existing, ci);
+    if site.rotate_secret {
+        off.push(format!("secret re-set from {}", A::SECRET));
+    } else if off.is_empty() {
+        return match api.refused(&project, existing).await {
+            Some(evidence) => site.step(
+                StepKind::Refused,
+                format!(
+                    "webhook #{id} {url}: {evidence}: its secret differs from {}; run `qmoi forge setup --rotate-secret` to set it from config (this line stays until the forge's next delivery)",
+                    A::SECRET
+                ),
+            ),
+            None => site.step(
+                StepKind::Unchanged,
+                format!("webhook {url} ({})", A::events(ci)),
+            ),
+        };
+    }
     let what = format!("webhook #{id} {url}: {}", off.join(", "));
     if site.dry_run {
         return site.step(StepKind::Updated, what);
@@ -449,6 +507,18 @@ impl HookApi for super::GitLab {
         } else {
             "push and tag push events".into()
         }
+    }
+    /// The newest of the hook's events (GitLab 17.3+; older ones answer
+    /// 404, which says nothing).
+    async fn refused(&self, project: &str, hook: &Value) -> Option<String> {
+        let id = hook["id"].as_u64()?;
+        let events = self.hook_events(project, id).await.ok()?;
+        let newest = events.iter().max_by_key(|e| e["id"].as_u64())?;
+        let status = match &newest["response_status"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        (status == "401").then(|| "qmoi refused its latest delivery (401)".to_string())
     }
 }
 
@@ -625,6 +695,11 @@ impl HookApi for super::GitHub {
     }
     fn events(ci: bool) -> String {
         github_events(ci).into_iter().collect::<Vec<_>>().join(", ")
+    }
+    /// The hook's `last_response` (the answer to its latest delivery).
+    async fn refused(&self, _repo: &str, hook: &Value) -> Option<String> {
+        (hook["last_response"]["code"].as_u64() == Some(401))
+            .then(|| "qmoi refused its latest delivery (last_response 401)".to_string())
     }
 }
 

@@ -49,6 +49,10 @@ pub enum ForgeCmd {
         /// Read everything and print the changes, but change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Set the webhook secret from config on every qmoi hook (the forges
+        /// never show a secret, so a changed one cannot be compared).
+        #[arg(long)]
+        rotate_secret: bool,
         #[command(flatten)]
         bot: BotUrl,
     },
@@ -159,7 +163,15 @@ pub fn mirror(config: &Config, cmd: &MirrorCmd) -> Result<()> {
 
 /// Runs `qmoi forge …`.
 pub fn forge(config: &Config, cmd: &ForgeCmd) -> Result<()> {
-    let ForgeCmd::Setup { dry_run, bot } = cmd;
+    let ForgeCmd::Setup {
+        dry_run,
+        rotate_secret,
+        bot,
+    } = cmd;
+    let options = crate::forge::setup::Options {
+        dry_run: *dry_run,
+        rotate_secret: *rotate_secret,
+    };
     let rt = runtime()?;
     let report = rt.block_on(async {
         let active = match statuses(config, bot).await {
@@ -169,12 +181,12 @@ pub fn forge(config: &Config, cmd: &ForgeCmd) -> Result<()> {
                 BTreeMap::new()
             }
         };
-        crate::forge::setup::run(config, &active, *dry_run).await
+        crate::forge::setup::run_with(config, &active, options).await
     })?;
     println!("{report}");
     if report.problems() > 0 {
         bail!(
-            "{} problem(s): see the LACKING and FAILED lines",
+            "{} problem(s): see the LACKING, FAILED and REFUSED lines",
             report.problems()
         );
     }

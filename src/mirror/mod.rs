@@ -21,6 +21,7 @@ pub mod cli;
 pub mod failover;
 pub mod git;
 pub mod health;
+pub mod moved;
 pub mod push;
 pub mod service;
 pub mod sync;

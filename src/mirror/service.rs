@@ -199,6 +199,19 @@ impl Mirror {
         Ok(())
     }
 
+    /// Whether the repository an event on `platform` / `project` belongs to
+    /// has failed over to a remote on another platform (see [`super::moved`]).
+    pub fn moved_away(
+        &self,
+        platform: crate::config::Platform,
+        project: &str,
+    ) -> Option<super::moved::MovedAway> {
+        self.cfg
+            .repos
+            .iter()
+            .find_map(|set| super::moved::moved_away(set, &self.active(set), platform, project))
+    }
+
     /// The API client of the remote an event came from: the remote of a
     /// mirror set on `platform` whose `project` is `project` (the active
     /// primary first, when two share the path), with its credential's token.

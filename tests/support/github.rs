@@ -20,6 +20,9 @@
 //!   `********`); `POST /user/repos` and `POST /orgs/{org}/repos` (403
 //!   for an organisation the token may not create in).
 //!
+//! [`GitHubServer::deliver`] really sends a signed `ping` to every hook of
+//! a repository and keeps the answer in the hook's `last_response`.
+//!
 //! Lists (hooks, reviews, comments) are paged as GitHub pages them:
 //! `per_page` (default 30, at most 100), `page`, and a `Link` header.
 //!
@@ -245,6 +248,48 @@ impl GitHubServer {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// Delivers a `ping` to every hook of a repository, signed with the
+    /// secret the hook holds (`X-Hub-Signature-256`), and keeps each answer
+    /// in the hook's `last_response`, as GitHub does. The statuses.
+    pub async fn deliver(&self, full_name: &str) -> Vec<u16> {
+        use hmac::{Hmac, Mac};
+        let hooks = self.hooks(full_name);
+        let mut codes = Vec::new();
+        for (hook, secret) in hooks {
+            let id = hook["id"].as_u64().unwrap_or(0);
+            let body = json!({ "zen": "Keep it logically awesome.", "hook_id": id }).to_string();
+            let mut req = reqwest::Client::new()
+                .post(hook["config"]["url"].as_str().unwrap_or_default())
+                .header("X-GitHub-Event", "ping")
+                .header("X-GitHub-Delivery", format!("ping-{id}-{}", codes.len()))
+                .header("content-type", "application/json");
+            if let Some(secret) = &secret {
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+                mac.update(body.as_bytes());
+                let sig = hex::encode(mac.finalize().into_bytes());
+                req = req.header("X-Hub-Signature-256", format!("sha256={sig}"));
+            }
+            let code = match req.body(body).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            let mut st = self.state.lock().expect("lock");
+            if let Some(h) = st
+                .repos
+                .get_mut(full_name)
+                .and_then(|r| r.hooks.iter_mut().find(|(h, _)| h["id"] == json!(id)))
+            {
+                h.0["last_response"] = json!({
+                    "code": code,
+                    "status": if (200..300).contains(&code) { "active" } else { "failed" },
+                    "message": format!("Invalid HTTP Response: {code}"),
+                });
+            }
+            codes.push(code);
+        }
+        codes
     }
 
     /// A repository's hooks as served, each with the secret it holds.
@@ -523,6 +568,7 @@ fn repo(r: &mut Repo, full: &str, req: &Req, rest: &[&str], body: &Value, id: u6
                     "insecure_ssl": config.get("insecure_ssl").cloned().unwrap_or(json!("0")),
                 },
                 "url": format!("https://api.github.test/repos/{full}/hooks/{id}"),
+                "last_response": { "code": null, "status": "unused", "message": null },
             });
             r.hooks.push((hook.clone(), secret.clone()));
             Resp::json(201, served(&hook, &secret))

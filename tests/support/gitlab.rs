@@ -21,6 +21,10 @@
 //!   says whether one is set, and changing the URL resets it, as documented);
 //!   `GET /namespaces/:id` and `POST /projects` (`path`, `namespace_id`).
 //!
+//! [`GitLabServer::deliver`] really sends a Push Hook to every hook of a
+//! project and logs the answer as the hook's event, newest first in
+//! `GET /projects/:id/hooks/:hook_id/events`.
+//!
 //! Lists (hooks, pipeline jobs, notes) are paged as GitLab pages them:
 //! `per_page` (default 20, at most 100), `page`, `Link` and `X-Next-Page`.
 //!
@@ -90,6 +94,8 @@ struct State {
     traces: BTreeMap<u64, String>,
     next_note: u64,
     lenient: bool,
+    /// hook id → its deliveries, oldest first (`GET …/hooks/:id/events`).
+    hook_events: BTreeMap<u64, Vec<Value>>,
 }
 
 /// Handle to a running test GitLab.
@@ -327,6 +333,45 @@ impl GitLabServer {
             }
             p.hooks.insert(i, (hook, Some(format!("other-{i}"))));
         }
+    }
+
+    /// Delivers a Push Hook to every hook of a project with the token the
+    /// hook holds (`X-Gitlab-Token`) and logs each answer as the hook's
+    /// event (`response_status`), as GitLab does. The statuses.
+    pub async fn deliver(&self, path: &str) -> Vec<u16> {
+        let mut codes = Vec::new();
+        for (hook, token) in self.hooks(path) {
+            let id = hook["id"].as_u64().unwrap_or(0);
+            let url = hook["url"].as_str().unwrap_or_default().to_string();
+            let body = json!({
+                "object_kind": "push", "ref": "refs/heads/main",
+                "before": "0000000000000000000000000000000000000000",
+                "after": "1111111111111111111111111111111111111111",
+                "project": { "path_with_namespace": path },
+                "commits": [],
+            });
+            let mut req = reqwest::Client::new()
+                .post(&url)
+                .header("X-Gitlab-Event", "Push Hook")
+                .json(&body);
+            if let Some(t) = &token {
+                req = req.header("X-Gitlab-Token", t);
+            }
+            let code = match req.send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            let mut st = self.state.lock().expect("lock");
+            st.next_id += 1;
+            let event = json!({
+                "id": st.next_id, "url": url, "trigger": "push_hooks",
+                "request_headers": { "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "[REDACTED]" },
+                "request_data": body, "response_status": code.to_string(),
+            });
+            st.hook_events.entry(id).or_default().push(event);
+            codes.push(code);
+        }
+        codes
     }
 
     /// A project's hooks as served, each with the token it holds.
@@ -637,6 +682,15 @@ fn setup_routes(state: &Mutex<State>, req: &Req, segs: &[&str]) -> Option<Resp> 
                 .map(|p| p.path.clone())?;
             st.next_id += 1;
             let hook_id = st.next_id;
+            if let ("GET", ["hooks", hid, "events"]) = (req.method.as_str(), rest) {
+                let events = hid
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|h| st.hook_events.get(&h))
+                    .map(|e| e.iter().rev().cloned().collect())
+                    .unwrap_or_default();
+                return Some(page(req, events, 20));
+            }
             let p = st.projects.get_mut(&key)?;
             Some(project_route(p, req, rest, &body, hook_id))
         }
