@@ -140,13 +140,19 @@ async fn store_writable(store: &Store) -> Result<(), String> {
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    // Rendering counts the open questions through the memory (O(open)):
+    // on a blocking thread, never on a runtime worker.
+    let m = state.metrics.clone();
+    let Ok(body) = tokio::task::spawn_blocking(move || m.render()).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     (
         StatusCode::OK,
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        state.metrics.render(),
+        body,
     )
         .into_response()
 }
