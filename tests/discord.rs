@@ -849,3 +849,80 @@ async fn a_post_answered_500_after_discord_created_it_exists_once() {
         bot.stop().await;
     }
 }
+
+/// Like Slack's `auth.test`: at startup qmoi asks Discord who the bot is.
+/// A token Discord refuses makes the channel loud — health says broken with
+/// the fix, `qmoi_channel_broken{channel="discord"}` is 1, `/readyz` names
+/// the channel — and nothing is posted with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_bot_token_is_found_at_startup() {
+    let d = DiscordServer::start().await;
+    d.require_token("the-right-token");
+    let gl = GitLabServer::start(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = discord_config(dir.path(), &d, &gl.url(), DiscordMode::Http);
+    c.discord.register_on_start = false;
+    c.server.ready_retry_budget_secs = 0;
+    let bot = TestBot::start(c).await;
+    d.wait("the token check", |s| {
+        !s.calls("GET /api/v10/users/@me").is_empty()
+    })
+    .await;
+    assert_eq!(
+        d.calls("GET /api/v10/users/@me")[0].auth.as_deref(),
+        Some(format!("Bot {BOT_TOKEN}").as_str())
+    );
+    let notifier = &bot.running.as_ref().expect("running").notifier;
+    until("discord marked broken", || {
+        notifier.health().broken("discord").is_some()
+    })
+    .await;
+    let broken = notifier.health().broken("discord").expect("broken");
+    assert!(
+        broken.reason.contains("Discord refused the bot token"),
+        "{}",
+        broken.reason
+    );
+    assert!(!broken.reason.contains(BOT_TOKEN), "{}", broken.reason);
+    assert!(
+        bot.metrics_text()
+            .await
+            .contains("qmoi_channel_broken{channel=\"discord\"} 1"),
+        "{}",
+        bot.metrics_text().await
+    );
+    let ready = || async {
+        let r = bot
+            .http
+            .get(format!("{}/readyz", bot.base))
+            .send()
+            .await
+            .expect("readyz");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let mut last = ready().await;
+    for _ in 0..500 {
+        if last.1["channels"].as_array().is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["channel"] == "discord"
+                    && c["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("refused the bot token"))
+            })
+        }) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        last = ready().await;
+    }
+    assert_eq!(last.0, 503, "{}", last.1);
+    assert!(
+        last.1["not_ready"].to_string().contains("channel discord"),
+        "{}",
+        last.1
+    );
+    bot.stop().await;
+}

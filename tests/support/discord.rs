@@ -83,6 +83,8 @@ struct Inner {
     sessions: Vec<Session>,
     gateway_ops: Vec<GatewayOp>,
     heartbeat_interval: u64,
+    /// When set, only `Bot {token}` is accepted; anything else gets 401.
+    token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -190,6 +192,11 @@ impl DiscordServer {
     /// The current state of a posted message.
     pub fn message(&self, id: &str) -> Option<Value> {
         self.lock().messages.get(id).cloned()
+    }
+
+    /// Accept only this bot token from now on (others get Discord's 401).
+    pub fn require_token(&self, token: &str) {
+        self.lock().token = Some(token.to_string());
     }
 
     /// The messages that exist in `channel` (each created once, whatever
@@ -350,6 +357,16 @@ async fn rest(
         body: body.clone(),
     });
     let key = format!("{method} {path}");
+    let required = s.lock().token.clone();
+    if let Some(t) = required {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+        if auth != Some(format!("Bot {t}").as_str())
+            && !path.contains("/webhooks/")
+            && !path.contains("/interactions/")
+        {
+            return error(401, 0, "401: Unauthorized");
+        }
+    }
     match s.take_fault(&key) {
         Some(Fault::AfterWork(status)) => {
             let _done = answer(&s, &method, &path, &body);
@@ -376,6 +393,9 @@ fn answer(s: &DiscordServer, method: &Method, path: &str, body: &Value) -> Respo
                 "session_start_limit": { "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1 }
             }),
         ),
+        ("GET", ["users", "@me"]) => {
+            discord_json(StatusCode::OK, "users", user(BOT_ID, "qmoi", true))
+        }
         ("POST", ["channels", channel, "messages"]) => create_message(&s, channel, &body),
         ("PATCH", ["channels", channel, "messages", id]) => {
             let mut g = s.lock();

@@ -175,7 +175,18 @@ pub fn listen(
     match cfg.mode {
         // Over HTTP there is no standing connection: Discord calls qmoi.
         DiscordMode::Http => {
-            conn.connected();
+            // No standing connection to report: ready once Discord accepts
+            // the token (a refused one keeps it not ready past the budget;
+            // the notifier's startup check makes it loud).
+            let rest = discord.rest.clone();
+            tasks.push(tokio::spawn(async move {
+                match outbound::check_token(&rest).await {
+                    Err(crate::notify::DeliveryError::Broken { reason, .. }) => {
+                        conn.reconnecting(&reason)
+                    }
+                    _ => conn.connected(),
+                }
+            }));
             let check = endpoint::Check::new(
                 &cfg.public_key,
                 cfg.max_request_age_secs,

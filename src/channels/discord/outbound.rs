@@ -264,6 +264,14 @@ impl DiscordChannel {
     }
 }
 
+/// Whether Discord accepts the bot token: the bot user's ID, or `Broken`
+/// for a refused token (any 401), `Retryable` when Discord cannot be
+/// reached.
+pub async fn check_token(rest: &Rest) -> Result<String, DeliveryError> {
+    let me = rest.call(Route::UserMe, LightMethod::Get, None).await?;
+    Ok(me["id"].as_str().unwrap_or_default().to_string())
+}
+
 /// Makes a post idempotent per outbox item (Discord's nonce, enforced).
 fn with_nonce(body: &mut Value, outbox_id: u64) {
     body["nonce"] = json!(format!("qmoi-{outbox_id}"));
@@ -291,6 +299,13 @@ impl Channel for DiscordChannel {
             MessageKind::Report => self.deliver_report(outbox_id, message).await,
             MessageKind::Reply => self.deliver_reply(outbox_id, message).await,
         }
+    }
+
+    /// `GET /users/@me` with the bot token, like Slack's `auth.test`: a
+    /// refused token makes the channel loud at startup (error log with the
+    /// fix, `qmoi_channel_broken`, messages to the fallback).
+    async fn check(&self) -> Result<(), DeliveryError> {
+        check_token(&self.rest).await.map(|_| ())
     }
 
     async fn reconcile(

@@ -101,10 +101,17 @@ impl From<RestError> for DeliveryError {
                 retry_after: None,
             },
             RestError::Unknown(why) => DeliveryError::Unknown(format!("Discord: {why}")),
+            RestError::Refused { status: 401, .. } => DeliveryError::Broken {
+                reason: format!("Discord refused the bot token: {reason}"),
+                fix: BAD_TOKEN_FIX.into(),
+            },
             RestError::Refused { .. } | RestError::Invalid(_) => DeliveryError::Permanent(reason),
         }
     }
 }
+
+/// What the operator does about a 401.
+pub const BAD_TOKEN_FIX: &str = "set discord.bot_token (QMOI_DISCORD__BOT_TOKEN) to the bot's token from the Developer Portal (Bot → Reset Token)";
 
 /// A Discord ID from text, refusing 0 (serenity's `Id::new` panics on it).
 pub fn id<T: From<NonZeroU64>>(s: &str) -> Result<T, RestError> {
