@@ -926,3 +926,64 @@ async fn a_refused_bot_token_is_found_at_startup() {
     );
     bot.stop().await;
 }
+
+/// The interaction callback fails for good (Discord answers 404: the
+/// interaction is gone), so its webhook cannot take the answer either. The
+/// command has run; the person is told in the channel, through the outbox,
+/// pinged, in reply to the message they clicked on — not left with
+/// "This interaction failed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_interaction_callback_still_tells_the_person_in_the_channel() {
+    let d = DiscordServer::start().await;
+    let gl = GitLabServer::start(GITLAB_TOKEN).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = discord_config(dir.path(), &d, &gl.url(), DiscordMode::Gateway);
+    c.discord.register_on_start = false;
+    let bot = TestBot::start(c).await;
+    d.wait("identify", |s| s.identifies() >= 1).await;
+    bot.api("/api/v1/events", &fix_event("fix-cb", 46, "boom"))
+        .await;
+    let (_, ids) = first_notification(&d).await;
+    let n = bot.wait_notification(1).await;
+    let (_, message_id) = n.threads[0].thread.split_once(':').expect("ref");
+    let message = d.message(message_id).expect("posted message");
+    let posts = format!("POST /api/v10/channels/{CHANNEL}/messages");
+    let before = d.calls(&posts).len();
+
+    // Bob (a viewer) clicks Retry; the callback is refused.
+    d.fail_next(
+        "/interactions/710000000000000009/tok-9/callback",
+        Fault::Status(404),
+        1,
+    );
+    d.dispatch(
+        "INTERACTION_CREATE",
+        dc::click("710000000000000009", "tok-9", BOB, &[], &ids[2], &message),
+    )
+    .expect("dispatched");
+    d.wait("the answer in the channel", |s| {
+        s.calls(&posts).len() > before
+    })
+    .await;
+    let webhook = d.calls("webhooks/900000000000000001/tok-9");
+    assert_eq!(webhook.len(), 1, "the webhook was tried first: {webhook:?}");
+    let answer = d.calls(&posts).remove(before).body;
+    let content = answer["content"].as_str().unwrap_or_default();
+    assert!(content.starts_with(&format!("<@{BOB}> ")), "{content}");
+    assert!(content.contains("needs the role"), "{content}");
+    assert_eq!(
+        answer["allowed_mentions"],
+        json!({ "parse": [], "users": [BOB] })
+    );
+    assert_eq!(answer["message_reference"]["message_id"], message_id);
+    assert!(answer["nonce"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("qmoi-")));
+    assert_eq!(
+        gl.calls("POST", "/api/v4/projects/380/jobs/1977/retry")
+            .len(),
+        0,
+        "denied, and nothing ran"
+    );
+    bot.stop().await;
+}

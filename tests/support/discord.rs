@@ -85,6 +85,8 @@ struct Inner {
     heartbeat_interval: u64,
     /// When set, only `Bot {token}` is accepted; anything else gets 401.
     token: Option<String>,
+    /// Interaction tokens whose initial response failed: no webhook.
+    unanswered: HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -372,10 +374,25 @@ async fn rest(
             let _done = answer(&s, &method, &path, &body);
             return error(status, 0, "test server fault after the work");
         }
-        Some(f) => return fault_response(f),
+        Some(f) => {
+            // An interaction without its initial response has no webhook.
+            if let ["interactions", _, token, "callback"] = segments(&path).as_slice() {
+                s.lock().unanswered.insert(token.to_string());
+            }
+            return fault_response(f);
+        }
         None => {}
     }
+    if let ["webhooks", _, token, ..] = segments(&path).as_slice() {
+        if s.lock().unanswered.contains(*token) {
+            return error(404, 10015, "Unknown Webhook");
+        }
+    }
     answer(&s, &method, &path, &body)
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches("/api/v10/").split('/').collect()
 }
 
 /// Carries out one REST call on the server's state.

@@ -166,6 +166,8 @@ impl Handler {
                     let _ = tx.send(());
                 }
             }
+            // The follow-up still runs: through the webhook if the
+            // callback arrived after all, else queued to the channel.
             Err(e) => tracing::warn!(error = %e, "Discord interaction callback failed"),
         }
     }

@@ -88,6 +88,16 @@ impl Seen {
     }
 }
 
+/// Where an interaction came from, for an answer that cannot go through
+/// its webhook.
+struct Place {
+    channel: String,
+    /// The message the button was on.
+    reply_to: Option<String>,
+    /// Who clicked or typed.
+    user: String,
+}
+
 /// How the follow-up is delivered.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -305,7 +315,12 @@ impl DiscordInbound {
             });
         }
         let (tx, rx) = oneshot::channel();
-        self.follow_up(app.to_string(), token.to_string(), accepted, via, rx);
+        let place = Place {
+            channel: channel.to_string(),
+            reply_to: v["message"]["id"].as_str().map(str::to_string),
+            user: user.to_string(),
+        };
+        self.follow_up(app.to_string(), token.to_string(), accepted, via, rx, place);
         Ok(Response {
             body: defer,
             sent: Some(tx),
@@ -325,6 +340,14 @@ impl DiscordInbound {
         })
     }
 
+    /// Tells the person what became of their interaction. The answer goes
+    /// through the interaction's webhook once the initial response went out
+    /// (whatever became of it: a callback answered 5xx may have arrived).
+    /// When the webhook cannot take it — the callback failed for good, or
+    /// the follow-up call failed — the command has still run, so the answer
+    /// is queued to the channel through the outbox (durable, retried),
+    /// addressed to the person, instead of leaving them with Discord's
+    /// "This interaction failed".
     fn follow_up(
         self: &Arc<Self>,
         app: String,
@@ -332,33 +355,49 @@ impl DiscordInbound {
         accepted: Accepted,
         via: Via,
         sent: oneshot::Receiver<()>,
+        place: Place,
     ) {
         let this = self.clone();
         tokio::spawn(async move {
-            if sent.await.is_err() {
-                return; // the initial response never reached Discord
-            }
+            // Err: the callback failed; the webhook is tried all the same.
+            let _ = sent.await;
             let ack = accepted.ack.clone();
+            let mut webhook_ok = true;
             if via == Via::Slash {
-                this.webhook(&app, &token, true, &public_text(&ack)).await;
+                webhook_ok = this.webhook(&app, &token, true, &public_text(&ack)).await;
             }
             let reply = match accepted.outcome {
                 Some(rx) => rx.await.unwrap_or(ack),
-                None if via == Via::Slash => return,
+                None if via == Via::Slash && webhook_ok => return,
                 None => ack,
             };
             let reported = reply.status == CommandStatus::Succeeded && reply.notification.is_some();
-            if via == Via::Slash || !reported {
-                this.webhook(&app, &token, false, &public_text(&reply))
+            if via == Via::Button && reported {
+                return; // the outcome is reported in the notification's thread
+            }
+            let told = webhook_ok
+                && this
+                    .webhook(&app, &token, false, &public_text(&reply))
                     .await;
+            if !told {
+                tracing::warn!(channel = %place.channel, "a Discord interaction could not be answered through its webhook; telling the person in the channel");
+                this.say(
+                    &place.channel,
+                    place.reply_to.as_deref(),
+                    Some(&place.user),
+                    &reply,
+                );
             }
         });
     }
 
     /// Answers through the interaction's webhook: edits the deferred
-    /// reply, or posts an ephemeral follow-up.
-    async fn webhook(&self, app: &str, token: &str, edit_original: bool, text: &str) {
-        let Ok(application_id) = id(app) else { return };
+    /// reply, or posts an ephemeral follow-up. False when Discord did not
+    /// take it.
+    async fn webhook(&self, app: &str, token: &str, edit_original: bool, text: &str) -> bool {
+        let Ok(application_id) = id(app) else {
+            return false;
+        };
         let mut body = json!({ "content": text, "allowed_mentions": { "parse": [] } });
         let (route, method) = if edit_original {
             let r = Route::WebhookOriginalInteractionResponse {
@@ -376,8 +415,12 @@ impl DiscordInbound {
                 LightMethod::Post,
             )
         };
-        if let Err(e) = self.rest.call(route, method, Some(&body)).await {
-            tracing::warn!(error = %e, "could not answer a Discord interaction");
+        match self.rest.call(route, method, Some(&body)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not answer a Discord interaction");
+                false
+            }
         }
     }
 
@@ -434,7 +477,7 @@ impl DiscordInbound {
             Some(rx) => rx.await.unwrap_or(accepted.ack),
             None => accepted.ack,
         };
-        self.say(channel, mid, &reply);
+        self.say(channel, Some(mid), None, &reply);
     }
 
     fn parents_ref(&self, channel: &str) -> Option<String> {
@@ -442,9 +485,15 @@ impl DiscordInbound {
         Some(format!("{parent}:{channel}"))
     }
 
-    /// Queues a reply in the channel or thread the message came from.
-    fn say(&self, channel: &str, reply_to: &str, reply: &Reply) {
-        let text = public_text(reply);
+    /// Queues a reply in the channel or thread the message came from,
+    /// addressed to `mention` (a user ID, pinged) when given.
+    fn say(&self, channel: &str, reply_to: Option<&str>, mention: Option<&str>, reply: &Reply) {
+        // Only a numeric user ID becomes a mention.
+        let mention = mention.filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()));
+        let text = match mention {
+            Some(u) => format!("<@{u}> {}", public_text(reply)),
+            None => public_text(reply),
+        };
         let msg = Outgoing {
             notification: reply.notification,
             kind: MessageKind::Reply,
@@ -452,7 +501,7 @@ impl DiscordInbound {
             subject: reply.text.chars().take(150).collect(),
             body: text,
             answers: Vec::new(),
-            data: json!({ "discord": { "channel": channel, "reply_to": reply_to } }),
+            data: json!({ "discord": { "channel": channel, "reply_to": reply_to, "mention": mention } }),
         };
         if let Err(e) = self.notifier.queue_direct(NAME, msg) {
             tracing::warn!(error = %e, "could not queue a Discord reply");

@@ -259,6 +259,11 @@ impl DiscordChannel {
             body["message_reference"] =
                 json!({ "message_id": reply_to, "fail_if_not_exists": false });
         }
+        // The person an interaction's answer is for is pinged; content
+        // still pings no one else.
+        if let Some(user) = d["mention"].as_str() {
+            body["allowed_mentions"] = json!({ "parse": [], "users": [user] });
+        }
         self.post(channel, &body).await?;
         Ok(Delivered::default())
     }
