@@ -115,6 +115,143 @@ where
     (ok, started.elapsed())
 }
 
+/// What one phase of (a) sends.
+#[derive(Clone, Copy, PartialEq)]
+enum Request {
+    /// `GET /healthz`: the HTTP stack doing no work.
+    Healthz,
+    /// The webhook with a wrong token: the same request and body, refused
+    /// at the token check (HTTP cost of a webhook, nothing parsed or stored).
+    Refused,
+    /// A job that succeeded: stored durably, processed cheaply (no
+    /// notification, no transaction): durable ingest with an idle worker.
+    Passed,
+    /// A job that failed: stored durably, then a notification (the real case).
+    Failed,
+}
+
+/// One phase's figures.
+struct Phase {
+    n: u64,
+    ok: u64,
+    elapsed: Duration,
+    /// When the first `burst` answers were in, and the barriers run by then.
+    burst: Option<(Duration, u64)>,
+    barriers: u64,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Sends `n` requests of one kind with the shared generator; notes when
+/// the first `burst` successful answers were in (at most the intake
+/// queue's capacity: until then nobody waits for the worker).
+async fn phase(
+    bot: &app::Running,
+    http: &reqwest::Client,
+    what: Request,
+    n: u64,
+    concurrency: u64,
+    offset: u64,
+) -> Phase {
+    let burst = n.min(qmoi::intake::QUEUE_CAPACITY as u64);
+    let answered = Arc::new(AtomicU64::new(0));
+    let burst_at = Arc::new(std::sync::OnceLock::new());
+    let started = Instant::now();
+    let store = bot.store.clone();
+    let flushes_before = store.flush_count();
+    let base = format!("http://{}", bot.addr);
+    let (h, a, b) = (http.clone(), answered.clone(), burst_at.clone());
+    let (ok, elapsed) = load(n, concurrency, move |i| {
+        let (h, base, a, b, store) = (h.clone(), base.clone(), a.clone(), b.clone(), store.clone());
+        async move {
+            let ok = send(&h, &base, what, offset + i).await;
+            if ok && a.fetch_add(1, Ordering::Relaxed) + 1 == burst {
+                let _ = b.set((started.elapsed(), store.flush_count() - flushes_before));
+            }
+            ok
+        }
+    })
+    .await;
+    Phase {
+        n,
+        ok,
+        elapsed,
+        burst: burst_at.get().copied(),
+        barriers: bot.store.flush_count() - flushes_before,
+    }
+}
+
+/// One request of phase `what`; whether it got the answer expected.
+async fn send(h: &reqwest::Client, base: &str, what: Request, i: u64) -> bool {
+    if what == Request::Healthz {
+        return h
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+    }
+    let token = if what == Request::Refused {
+        "wrong"
+    } else {
+        HOOK
+    };
+    let body = match what {
+        Request::Passed => job(100_000 + i, 100).replace("\"failed\"", "\"success\""),
+        _ => job(100_000 + i, 100),
+    };
+    let answer = h
+        .post(format!("{base}/hooks/gitlab"))
+        .header("X-Gitlab-Token", token)
+        .header("X-Gitlab-Event", "Job Hook")
+        .header("X-Gitlab-Event-UUID", format!("uuid-{i}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    answer.is_ok_and(|r| match what {
+        Request::Refused => r.status() == reqwest::StatusCode::UNAUTHORIZED,
+        _ => r.status().is_success(),
+    })
+}
+
+/// Waits until every acknowledged event is processed too (the worker
+/// caught up with the bounded queue).
+async fn drained(bot: &app::Running) {
+    while bot.intake.backlog() > 0 || !bot.store.unprocessed_events().expect("scan").is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn report(label: &str, p: &Phase, healthz: f64) {
+    println!(
+        "(a) {label}: {}/{} in {:.2}s = {:.0}/s ({:.0} % of healthz); {} fdatasync barriers, {:.1} answers each",
+        p.ok,
+        p.n,
+        p.elapsed.as_secs_f64(),
+        p.rate(),
+        100.0 * p.rate() / healthz,
+        p.barriers,
+        p.ok as f64 / p.barriers.max(1) as f64,
+    );
+    let Some((at, barriers)) = p.burst else {
+        return;
+    };
+    let burst = (p.ok.min(qmoi::intake::QUEUE_CAPACITY as u64)) as f64;
+    let rest = p.ok as f64 - burst;
+    let after = (p.elapsed - at).as_secs_f64();
+    println!(
+        "(a)   burst (first {burst:.0}, within the queue bound): {:.0}/s ({:.0} %), {barriers} barriers; sustained (the other {rest:.0}): {} ({} barriers)",
+        burst / at.as_secs_f64(),
+        100.0 * burst / at.as_secs_f64() / healthz,
+        if rest > 0.0 && after > 0.0 { format!("{:.0}/s ({:.0} %)", rest / after, 100.0 * rest / after / healthz) } else { "-".into() },
+        p.barriers - barriers,
+    );
+}
+
 async fn ingest_vs_healthz(n: u64, concurrency: u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let bot = app::start(config(dir.path()), None).await.expect("start");
@@ -122,59 +259,38 @@ async fn ingest_vs_healthz(n: u64, concurrency: u64) {
         .pool_max_idle_per_host(concurrency as usize)
         .build()
         .expect("client");
-    let health = format!("http://{}/healthz", bot.addr);
-    let h = http.clone();
-    let (hok, helapsed) = load(n, concurrency, move |_| {
-        let (h, url) = (h.clone(), health.clone());
-        async move {
-            h.get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
-    let hooks = format!("http://{}/hooks/gitlab", bot.addr);
-    let flushes_before = bot.store.flush_count();
-    let h = http.clone();
-    let (wok, welapsed) = load(n, concurrency, move |i| {
-        let (h, url) = (h.clone(), hooks.clone());
-        async move {
-            h.post(&url)
-                .header("X-Gitlab-Token", HOOK)
-                .header("X-Gitlab-Event", "Job Hook")
-                .header("X-Gitlab-Event-UUID", format!("uuid-{i}"))
-                .header("content-type", "application/json")
-                .body(job(100_000 + i, 100))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
-    let flushes = bot.store.flush_count() - flushes_before;
-    let backlog = bot.intake.backlog();
-    // Until every acknowledged event is also processed (the bounded
-    // queue's worker caught up): the sustained end-to-end rate.
-    let started = Instant::now() - welapsed;
-    while bot.intake.backlog() > 0 || !bot.store.unprocessed_events().expect("scan").is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let all = started.elapsed();
-    let hrate = hok as f64 / helapsed.as_secs_f64();
-    let wrate = wok as f64 / welapsed.as_secs_f64();
     println!(
-        "(a) GET /healthz: {hok}/{n} in {:.2}s = {hrate:.0}/s; durable webhook: {wok}/{n} in {:.2}s = {wrate:.0}/s ({flushes} fdatasync barriers, {:.1} requests each); ratio {:.0} %",
-        helapsed.as_secs_f64(),
-        welapsed.as_secs_f64(),
-        wok as f64 / flushes.max(1) as f64,
-        100.0 * wrate / hrate
+        "(a) {n} requests per phase, {concurrency} in flight, {}",
+        load_average()
     );
+    let healthz = phase(&bot, &http, Request::Healthz, n, concurrency, 0).await;
+    let hrate = healthz.rate();
+    report("GET /healthz", &healthz, hrate);
+    let refused = phase(&bot, &http, Request::Refused, n, concurrency, 0).await;
+    report(
+        "webhook refused at the token check (HTTP only)",
+        &refused,
+        hrate,
+    );
+    let passed = phase(&bot, &http, Request::Passed, n, concurrency, n).await;
+    drained(&bot).await;
+    report(
+        "durable webhook, job succeeded (light processing)",
+        &passed,
+        hrate,
+    );
+    let started = Instant::now();
+    let failed = phase(&bot, &http, Request::Failed, n, concurrency, 2 * n).await;
+    let backlog = bot.intake.backlog();
+    drained(&bot).await;
+    let all = started.elapsed();
+    report("durable webhook, job failed (notification)", &failed, hrate);
     println!(
-        "(a) queue backlog when the last webhook was answered: {backlog} (bound {}); every event processed after {:.2}s = {:.0}/s end to end",
+        "(a)   queue backlog when the last one was answered: {backlog} (bound {}); every event processed after {:.2}s = {:.0}/s end to end; {}",
         qmoi::intake::QUEUE_CAPACITY,
         all.as_secs_f64(),
-        wok as f64 / all.as_secs_f64()
+        failed.ok as f64 / all.as_secs_f64(),
+        load_average()
     );
     bot.shutdown().await.expect("shutdown");
 }
