@@ -113,6 +113,30 @@ impl From<crate::forge::ForgeError> for SendError {
     }
 }
 
+/// Why the other side could not be read (for a baseline or a check): the
+/// outcome stays unknown and is asked again later.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum CheckError {
+    /// The forge's API said no or did not answer.
+    #[error(transparent)]
+    Forge(#[from] crate::forge::ForgeError),
+    /// Anything else (git, the memory), in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for CheckError {
+    fn from(s: String) -> Self {
+        CheckError::Other(s)
+    }
+}
+
+impl From<&str> for CheckError {
+    fn from(s: &str) -> Self {
+        CheckError::Other(s.to_string())
+    }
+}
+
 /// What reading the other side showed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
@@ -135,7 +159,7 @@ pub trait Effect: Send + Sync {
 
     /// Facts to read before sending so the effect can be recognised later
     /// (a run's attempt number). Failing here means nothing was sent.
-    async fn baseline(&self) -> Result<Value, String> {
+    async fn baseline(&self) -> Result<Value, CheckError> {
         Ok(Value::Null)
     }
 
@@ -144,7 +168,7 @@ pub trait Effect: Send + Sync {
 
     /// Reads the other side to find out whether the effect happened. An
     /// error means it could not be read (the outcome stays unknown).
-    async fn check(&self, record: &EffectRecord) -> Result<Check, String>;
+    async fn check(&self, record: &EffectRecord) -> Result<Check, CheckError>;
 }
 
 /// The outcome [`Ledger::perform`] reports.
@@ -416,7 +440,7 @@ mod tests {
             *did = !*did;
             self.send_says.clone().map(|_| serde_json::json!({"id": 7}))
         }
-        async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+        async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
             if !self.readable {
                 return Err("unreachable".into());
             }

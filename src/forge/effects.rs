@@ -13,7 +13,7 @@
 //! | GitHub job / failed-jobs re-run | the run's `run_attempt` above the one before |
 
 use super::{GitHub, GitLab};
-use crate::effects::{Check, Description, Effect, EffectRecord, SendError};
+use crate::effects::{Check, CheckError, Description, Effect, EffectRecord, SendError};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
@@ -49,7 +49,7 @@ impl Effect for RetryJob<'_> {
 
     /// The job as it was when intended: a resumed action may see the
     /// notification's newer job, but this effect is about this one.
-    async fn baseline(&self) -> Result<Value, String> {
+    async fn baseline(&self) -> Result<Value, CheckError> {
         Ok(json!({ "job": self.job, "name": self.name, "pipeline": self.pipeline }))
     }
 
@@ -57,7 +57,7 @@ impl Effect for RetryJob<'_> {
         Ok(self.gitlab.retry_job(&self.project, self.job).await?)
     }
 
-    async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, record: &EffectRecord) -> Result<Check, CheckError> {
         let b = &record.baseline;
         let job = b["job"].as_u64().unwrap_or(self.job);
         let name = b["name"].as_str().unwrap_or(&self.name).to_string();
@@ -68,7 +68,7 @@ impl Effect for RetryJob<'_> {
                     .gitlab
                     .job(&self.project, job)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(CheckError::from)?;
                 j["pipeline"]["id"]
                     .as_u64()
                     .ok_or("GitLab did not say which pipeline the job is in")?
@@ -78,7 +78,7 @@ impl Effect for RetryJob<'_> {
             .gitlab
             .pipeline_jobs(&self.project, pipeline)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         let newer = jobs
             .into_iter()
             .filter(|j| j["name"].as_str() == Some(name.as_str()))
@@ -134,12 +134,12 @@ impl Effect for RetryPipeline<'_> {
         }
     }
 
-    async fn baseline(&self) -> Result<Value, String> {
+    async fn baseline(&self) -> Result<Value, CheckError> {
         let jobs = self
             .gitlab
             .pipeline_jobs(&self.project, self.pipeline)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(json!({ "max_job_id": max_job_id(&jobs) }))
     }
 
@@ -150,13 +150,13 @@ impl Effect for RetryPipeline<'_> {
             .await?)
     }
 
-    async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, record: &EffectRecord) -> Result<Check, CheckError> {
         let before = record.baseline["max_job_id"].as_u64().unwrap_or(u64::MAX);
         let jobs = self
             .gitlab
             .pipeline_jobs(&self.project, self.pipeline)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         let now = max_job_id(&jobs);
         Ok(if now > before {
             Check::Done {
@@ -190,11 +190,11 @@ impl Mr<'_> {
         format!("{verb} !{} on {} GitLab", self.iid, self.gitlab.name())
     }
 
-    async fn state(&self) -> Result<Value, String> {
+    async fn state(&self) -> Result<Value, CheckError> {
         self.gitlab
             .merge_request(&self.project, self.iid)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(CheckError::from)
     }
 }
 
@@ -222,14 +222,14 @@ impl Effect for ApproveMr<'_> {
 
     /// Who qmoi is, and whether it approved already (an approval survives
     /// a failed merge; GitLab answers a second one with 401).
-    async fn baseline(&self) -> Result<Value, String> {
+    async fn baseline(&self) -> Result<Value, CheckError> {
         let m = &self.mr;
-        let me = m.gitlab.current_user().await.map_err(|e| e.to_string())?;
+        let me = m.gitlab.current_user().await.map_err(CheckError::from)?;
         let a = m
             .gitlab
             .approvals(&m.project, m.iid)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(json!({
             "user_id": me["id"],
             "username": me["username"],
@@ -247,14 +247,14 @@ impl Effect for ApproveMr<'_> {
             .await?)
     }
 
-    async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, record: &EffectRecord) -> Result<Check, CheckError> {
         let me = &record.baseline["user_id"];
         let a = self
             .mr
             .gitlab
             .approvals(&self.mr.project, self.mr.iid)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(if approved_by(&a, me) {
             Check::Done {
                 found: format!("approved — found qmoi's approval on !{}", self.mr.iid),
@@ -305,7 +305,7 @@ impl Effect for MergeMr<'_> {
             .await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let mr = self.mr.state().await?;
         let state = mr["state"].as_str().unwrap_or("unknown").to_string();
         Ok(if state == "merged" {
@@ -356,13 +356,13 @@ impl Effect for NoteMr<'_> {
         Ok(m.gitlab.note_mr(&m.project, m.iid, &self.body).await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let notes = self
             .mr
             .gitlab
             .notes(&self.mr.project, self.mr.iid)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(
             match notes
                 .into_iter()
@@ -413,7 +413,7 @@ impl Effect for CloseMr<'_> {
             .await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let mr = self.mr.state().await?;
         let state = mr["state"].as_str().unwrap_or("unknown").to_string();
         Ok(if state == "closed" {
@@ -440,14 +440,14 @@ pub struct Rerun<'a> {
 }
 
 impl Rerun<'_> {
-    async fn attempt(&self, run: Option<u64>) -> Result<u64, String> {
+    async fn attempt(&self, run: Option<u64>) -> Result<u64, CheckError> {
         let run =
             run.ok_or("the event names no workflow run, so a re-run could not be verified")?;
         let r = self
             .github
             .run(&self.repo, run)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(r["run_attempt"].as_u64().unwrap_or(1))
     }
 }
@@ -477,7 +477,7 @@ impl Effect for Rerun<'_> {
         }
     }
 
-    async fn baseline(&self) -> Result<Value, String> {
+    async fn baseline(&self) -> Result<Value, CheckError> {
         Ok(json!({ "run": self.run, "run_attempt": self.attempt(self.run).await? }))
     }
 
@@ -490,7 +490,7 @@ impl Effect for Rerun<'_> {
         Ok(Value::Null)
     }
 
-    async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, record: &EffectRecord) -> Result<Check, CheckError> {
         let before = record.baseline["run_attempt"].as_u64().unwrap_or(u64::MAX);
         let now = self
             .attempt(record.baseline["run"].as_u64().or(self.run))

@@ -7,7 +7,7 @@
 //! - close: its `state` is `closed`.
 
 use super::GitHub;
-use crate::effects::{Check, Description, Effect, EffectRecord, SendError};
+use crate::effects::{Check, CheckError, Description, Effect, EffectRecord, SendError};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
@@ -30,11 +30,11 @@ impl Pull<'_> {
         format!("/repos/{}/pulls/{}{tail}", self.repo, self.number)
     }
 
-    async fn state(&self) -> Result<Value, String> {
+    async fn state(&self) -> Result<Value, CheckError> {
         self.github
             .pull(&self.repo, self.number)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(CheckError::from)
     }
 }
 
@@ -80,14 +80,14 @@ impl Effect for ApprovePull<'_> {
 
     /// Who qmoi is, and whether it approved this commit already (an
     /// approval survives a failed merge and is not repeated).
-    async fn baseline(&self) -> Result<Value, String> {
+    async fn baseline(&self) -> Result<Value, CheckError> {
         let p = &self.pull;
-        let me = p.github.current_user().await.map_err(|e| e.to_string())?;
+        let me = p.github.current_user().await.map_err(CheckError::from)?;
         let reviews = p
             .github
             .reviews(&p.repo, p.number)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         let already = approved_by(&reviews, &me["login"], self.sha.as_deref()).is_some();
         Ok(json!({ "login": me["login"], "already": already }))
     }
@@ -102,13 +102,13 @@ impl Effect for ApprovePull<'_> {
             .await?)
     }
 
-    async fn check(&self, record: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, record: &EffectRecord) -> Result<Check, CheckError> {
         let p = &self.pull;
         let reviews = p
             .github
             .reviews(&p.repo, p.number)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(
             match approved_by(&reviews, &record.baseline["login"], self.sha.as_deref()) {
                 Some(r) => Check::Done {
@@ -154,7 +154,7 @@ impl Effect for MergePull<'_> {
             .await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let pr = self.pull.state().await?;
         Ok(if pr["merged"] == json!(true) {
             Check::Done {
@@ -208,13 +208,13 @@ impl Effect for CommentPull<'_> {
         Ok(p.github.comment(&p.repo, p.number, &self.body).await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let p = &self.pull;
         let comments = p
             .github
             .comments(&p.repo, p.number)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckError::from)?;
         Ok(
             match comments
                 .into_iter()
@@ -259,7 +259,7 @@ impl Effect for ClosePull<'_> {
         Ok(p.github.close_pull(&p.repo, p.number).await?)
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let pr = self.pull.state().await?;
         let state = pr["state"].as_str().unwrap_or("unknown").to_string();
         Ok(if state == "closed" {

@@ -15,7 +15,7 @@
 use super::service::{remote, Mirror};
 use super::{short, MirrorError, RefOutcome, SyncRun};
 use crate::config::{RemoteConfig, RepoMirrorConfig};
-use crate::effects::{Check, Description, Effect, EffectRecord, SendError, Settled};
+use crate::effects::{Check, CheckError, Description, Effect, EffectRecord, SendError, Settled};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -413,11 +413,11 @@ impl Effect for Switch<'_> {
         Ok(json!({ "active": self.to }))
     }
 
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let now = self
             .mirror
             .active_record(self.repo)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CheckError::Other(e.to_string()))?;
         Ok(match now {
             Some(a) if a.remote == self.to => Check::Done {
                 found: format!("{} is the active primary of {}", self.to, self.repo),

@@ -12,7 +12,9 @@ use super::git::Credentials;
 use super::sync::{Cache, PushAnswer, Update};
 use super::RefOutcome;
 use crate::config::RemoteConfig;
-use crate::effects::{Check, Description, Effect, EffectRecord, Ledger, SendError, Settled};
+use crate::effects::{
+    Check, CheckError, Description, Effect, EffectRecord, Ledger, SendError, Settled,
+};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -75,13 +77,13 @@ impl Effect for Push<'_> {
     }
 
     /// Reads the follower: each ref at its new SHA was pushed.
-    async fn check(&self, _: &EffectRecord) -> Result<Check, String> {
+    async fn check(&self, _: &EffectRecord) -> Result<Check, CheckError> {
         let now: BTreeMap<String, String> = self
             .cache
             .runner()
             .ls_remote(&self.target.url, self.creds)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| CheckError::Other(e.to_string()))?
             .into_iter()
             .collect();
         let outcomes: Vec<(String, RefOutcome)> = self
