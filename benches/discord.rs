@@ -15,13 +15,14 @@
 //!
 //! Environment: BENCH_RATE, BENCH_SECONDS, BENCH_IDLE_SECONDS.
 
+mod load;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use ed25519_dalek::{Signer, SigningKey};
 use qmoi::config::{DiscordMode, Secret};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::discord::{self as dc, DiscordServer};
 use support::gitlab::GitLabServer;
 use support::mail::{MailServer, DOMAIN};
@@ -30,13 +31,6 @@ use support::*;
 
 const CHANNEL: &str = "700000000000000010";
 const ALICE: &str = "600000000000000001";
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1000.0
-}
 
 async fn interactions(rate: u64, seconds: u64) {
     let d = DiscordServer::start().await;
@@ -57,13 +51,7 @@ async fn interactions(rate: u64, seconds: u64) {
     let bot = TestBot::start(c).await;
 
     let url = format!("{}/discord/interactions", bot.base);
-    let total = rate * seconds;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
+    let run = load::open_loop(rate, seconds, |i| {
         let body = dc::slash(
             &format!("{}", 750_000_000_000_000_000u64 + i),
             &format!("tok-{i}"),
@@ -78,42 +66,17 @@ async fn interactions(rate: u64, seconds: u64) {
             key.sign(&[ts.as_bytes(), body.as_bytes()].concat())
                 .to_bytes(),
         );
-        let (http, url) = (bot.http.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .header("content-type", "application/json")
-                .header("x-signature-ed25519", sig)
-                .header("x-signature-timestamp", ts)
-                .body(body)
-                .send()
-                .await;
-            (
-                scheduled.elapsed(),
-                r.is_ok_and(|r| r.status().is_success()),
-            )
-        }));
-    }
-    let mut lat = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (d, ok) = t.await.expect("task");
-        if ok {
-            lat.push(d);
-        } else {
-            failed += 1;
-        }
-    }
-    let wall = start.elapsed();
-    lat.sort();
+        bot.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-signature-ed25519", sig)
+            .header("x-signature-timestamp", ts)
+            .body(body)
+    })
+    .await;
     println!(
-        "signed Discord interaction verify+ack @ {rate}/s for {seconds}s: n={} failed={failed} achieved {:.0}/s; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        lat.len(),
-        lat.len() as f64 / wall.as_secs_f64(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.9),
-        pct(&lat, 0.99),
-        lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+        "{}",
+        run.summary("signed Discord interaction verify+ack", rate, seconds)
     );
     bot.stop().await;
 }
@@ -216,12 +179,7 @@ fn main() {
         println!("run with `cargo bench --bench discord`");
         return;
     }
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env = load::env_u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,23 +6,16 @@
 //! Slack's 3-second deadline applies to. Environment: BENCH_RATE,
 //! BENCH_SECONDS.
 
+mod load;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use qmoi::channels::slack::verify::sign;
 use qmoi::config::{Secret, SlackMode};
 use serde_json::json;
-use std::time::{Duration, Instant};
 use support::gitlab::GitLabServer;
 use support::slack::SlackServer;
 use support::*;
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize].as_secs_f64() * 1000.0
-}
 
 async fn run(rate: u64, seconds: u64) {
     let slack = SlackServer::start().await;
@@ -53,13 +46,7 @@ async fn run(rate: u64, seconds: u64) {
 
     let url = format!("{}/slack/interactions", bot.base);
     let secret = Secret::new("bench-signing");
-    let total = rate * seconds;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
+    let run = load::open_loop(rate, seconds, |i| {
         let payload = json!({
             "type": "block_actions", "user": {"id": "U0ALICE"}, "trigger_id": format!("bench-{i}"),
             "container": {"type": "message", "message_ts": ts, "channel_id": channel},
@@ -70,42 +57,17 @@ async fn run(rate: u64, seconds: u64) {
         let body = serde_urlencoded::to_string([("payload", payload)]).expect("form");
         let stamp = chrono::Utc::now().timestamp().to_string();
         let sig = sign(&secret, &stamp, body.as_bytes());
-        let (http, url) = (bot.http.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let r = http
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("x-slack-request-timestamp", stamp)
-                .header("x-slack-signature", sig)
-                .body(body)
-                .send()
-                .await;
-            (
-                scheduled.elapsed(),
-                r.is_ok_and(|r| r.status().is_success()),
-            )
-        }));
-    }
-    let mut lat = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (d, ok) = t.await.expect("task");
-        if ok {
-            lat.push(d);
-        } else {
-            failed += 1;
-        }
-    }
-    let wall = start.elapsed();
-    lat.sort();
+        bot.http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", stamp)
+            .header("x-slack-signature", sig)
+            .body(body)
+    })
+    .await;
     println!(
-        "signed Slack interaction ack @ {rate}/s for {seconds}s: n={} failed={failed} achieved {:.0}/s; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        lat.len(),
-        lat.len() as f64 / wall.as_secs_f64(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.9),
-        pct(&lat, 0.99),
-        lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+        "{}",
+        run.summary("signed Slack interaction ack", rate, seconds)
     );
     bot.stop().await;
 }
@@ -115,12 +77,7 @@ fn main() {
         println!("run with `cargo bench --bench slack`");
         return;
     }
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env = load::env_u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -740,17 +740,17 @@ async fn emailed_and_console_links_sign_in_only_on_post_and_attempts_are_limited
 /// Waits (bounded) until an audit record matching `what` is written: the
 /// marker that an action the page shows no change for has happened.
 async fn audited(bot: &TestBot, what: &str, matches: impl Fn(&AuditRecord) -> bool) {
-    for _ in 0..1000 {
-        let audit: Vec<AuditRecord> = bot
-            .store()
-            .latest(qmoi::store::trees::AUDIT, 50)
-            .expect("audit");
-        if audit.iter().any(&matches) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what} was never audited");
+    support::wait_until(
+        || format!("{what} audited"),
+        || async {
+            let audit: Vec<AuditRecord> = bot
+                .store()
+                .latest(qmoi::store::trees::AUDIT, 50)
+                .expect("audit");
+            audit.iter().any(&matches).then_some(())
+        },
+    )
+    .await
 }
 
 /// Whether Slack was sent anything about notification `#n`.
@@ -860,11 +860,11 @@ async fn muting_a_project_keeps_its_notifications_on_the_dashboard_and_off_the_c
 
 /// Waits (bounded) for a condition qmoi reports; a wait, never a sleep-then-assert.
 async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "{what} never held");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_until(
+        || what.to_string(),
+        || std::future::ready(cond().then_some(())),
+    )
+    .await
 }
 
 fn mirrored(dir: &std::path::Path, primary: &str, mirror: &str) -> Config {

@@ -245,19 +245,22 @@ impl TestBot {
 
     /// Waits until notification `id` exists and has been delivered.
     pub async fn wait_notification(&self, id: u64) -> qmoi::store::Notification {
-        // Up to 30 s: a loaded 2-core CI machine is slow, never wrong.
-        for _ in 0..1500 {
-            if let Ok(Some(n)) = self.store().notification(id) {
-                if !n.threads.is_empty() {
-                    return n;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "notification #{id} never delivered; console:\n{}",
-            self.console_out.text()
-        );
+        wait_until(
+            || {
+                format!(
+                    "notification #{id} delivered; console:\n{}",
+                    self.console_out.text()
+                )
+            },
+            || async move {
+                self.store()
+                    .notification(id)
+                    .ok()
+                    .flatten()
+                    .filter(|n| !n.threads.is_empty())
+            },
+        )
+        .await
     }
 
     /// Waits until qmoi has nothing left to do: no command still running
@@ -265,44 +268,69 @@ impl TestBot {
     /// something did *not* happen (a duplicate answered twice, say).
     pub async fn wait_idle(&self) {
         use qmoi::store::{trees, CommandRecord, CommandStatus};
-        for _ in 0..1500 {
-            let running = self
-                .store()
-                .all::<CommandRecord>(trees::COMMANDS)
-                .map(|cs| cs.iter().any(|(_, c)| c.status == CommandStatus::Running))
-                .unwrap_or(true);
-            let queued = qmoi::notify::outbox::backlog(self.store())
-                .map(|b| b.values().any(|c| c.depth > 0))
-                .unwrap_or(true);
-            if !running && !queued {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "qmoi never became idle; console:\n{}",
-            self.console_out.text()
-        );
+        wait_until(
+            || format!("qmoi idle; console:\n{}", self.console_out.text()),
+            || async move {
+                let running = self
+                    .store()
+                    .all::<CommandRecord>(trees::COMMANDS)
+                    .map(|cs| cs.iter().any(|(_, c)| c.status == CommandStatus::Running))
+                    .unwrap_or(true);
+                let queued = qmoi::notify::outbox::backlog(self.store())
+                    .map(|b| b.values().any(|c| c.depth > 0))
+                    .unwrap_or(true);
+                (!running && !queued).then_some(())
+            },
+        )
+        .await
     }
 
     /// Waits until `/readyz` reports `channel` connected (for IMAP: logged
     /// in and caught up with the mailbox).
     pub async fn wait_connected(&self, channel: &str) {
-        for _ in 0..1500 {
-            let body: Value = match self.http.get(format!("{}/readyz", self.base)).send().await {
-                Ok(r) => r.json().await.unwrap_or_default(),
-                Err(_) => Value::Null,
-            };
-            let connected = body["channels"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["channel"] == channel && c["state"] == "connected")
-            });
-            if connected {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_until(
+            || format!("channel {channel} reported connected"),
+            || async move {
+                let body: Value = match self.http.get(format!("{}/readyz", self.base)).send().await
+                {
+                    Ok(r) => r.json().await.unwrap_or_default(),
+                    Err(_) => Value::Null,
+                };
+                body["channels"]
+                    .as_array()
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["channel"] == channel && c["state"] == "connected")
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+    }
+}
+
+/// The bound on every [`wait_until`]: a loaded 2-core CI machine is slow,
+/// never wrong.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `check` yields a value, asking again every 20 ms, for at
+/// most [`WAIT`]; then panics with "never saw: {what}". A wait for a
+/// condition qmoi reports, never a sleep-then-assert. `what` is built only
+/// on failure, so it may describe the state at that moment.
+pub async fn wait_until<T, F, Fut>(what: impl FnOnce() -> String, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
         }
-        panic!("channel {channel} never reported connected");
+        if tokio::time::Instant::now() >= deadline {
+            panic!("never saw within {WAIT:?}: {}", what());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
