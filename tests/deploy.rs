@@ -293,3 +293,85 @@ fn the_unit_verifies_and_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
     assert!(level <= 2.5, "exposure {level} > 2.5:\n{text}");
 }
+
+/// The Dockerfile's build stage is checked against the repository without
+/// a container engine (none runs on the CI machines): every `COPY` source
+/// exists and is not filtered out by `.dockerignore`, and everything the
+/// release build reads is copied — the manifest's `[[bench]]` files, the
+/// folders compiled in with `include_dir!`, and `build.rs`.
+#[test]
+fn the_dockerfile_copies_what_the_build_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).expect("Dockerfile");
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    let copied: Vec<String> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[..parts.len().saturating_sub(1)]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!copied.is_empty(), "no COPY lines found");
+    for src in &copied {
+        assert!(root.join(src).exists(), "COPY {src}: not in the repository");
+        let top = src.trim_end_matches('/');
+        assert!(
+            !ignore
+                .lines()
+                .any(|l| l.trim().trim_end_matches('/') == top),
+            "COPY {src}: excluded by .dockerignore"
+        );
+    }
+    let is_copied = |path: &str| {
+        copied
+            .iter()
+            .any(|c| path == c || path.starts_with(&format!("{}/", c.trim_end_matches('/'))))
+    };
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    for name in manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .filter(|n| root.join(format!("benches/{n}.rs")).exists())
+    {
+        assert!(
+            is_copied(&format!("benches/{name}.rs")),
+            "bench {name} not copied"
+        );
+    }
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "src/main.rs",
+        "src/lib.rs",
+    ] {
+        assert!(
+            is_copied(needed),
+            "{needed} is not copied into the build stage"
+        );
+    }
+    let sources = Command::new("grep")
+        .args(["-rhoE", r#"include_dir!\("\$CARGO_MANIFEST_DIR/[^"]+"#])
+        .arg(root.join("src"))
+        .output()
+        .expect("grep");
+    let roots: Vec<String> = String::from_utf8_lossy(&sources.stdout)
+        .lines()
+        .filter_map(|l| l.split("$CARGO_MANIFEST_DIR/").nth(1))
+        .map(str::to_string)
+        .collect();
+    assert!(!roots.is_empty(), "no include_dir! found in src");
+    for r in roots {
+        assert!(is_copied(&r), "{r} is compiled in but not copied");
+    }
+    assert!(
+        dockerfile.contains("--bin qmoi") && dockerfile.contains("--locked"),
+        "the build stage builds the qmoi binary from the lock file"
+    );
+}
