@@ -455,7 +455,9 @@ pub struct Trimmed {
     pub elided: String,
 }
 
-/// Extracts the reply from a plain-text body.
+/// Extracts the reply from a plain-text body: each line classified
+/// ([`classes`]), the rules applied to the classes ([`Shape::cut`]), then
+/// the lines kept and the lines cut put back together.
 pub fn trim(text: &str) -> Trimmed {
     let Some(p) = PATTERNS.as_ref() else {
         return Trimmed {
@@ -469,114 +471,137 @@ pub fn trim(text: &str) -> Trimmed {
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
     let joined = join_wrapped_markers(p, normalized.split('\n').collect());
     let all: Vec<&str> = joined.iter().map(String::as_str).collect();
-
-    let mut classes: Vec<u8> = Vec::with_capacity(all.len());
-    let mut in_code = false;
-    for line in &all {
-        let k = if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            Kind::Text
-        } else if in_code {
-            if line.trim().is_empty() {
-                Kind::Empty
-            } else {
-                Kind::Text
-            }
-        } else {
-            classify(p, line)
-        };
-        classes.push(k.code());
-    }
-    // Work on (class, line index) pairs; cut and drop as the rules say.
-    let mut lines: Vec<usize> = (0..all.len()).collect();
-    let mut pattern = classes;
-    let truncate = |pattern: &mut Vec<u8>, lines: &mut Vec<usize>, end: usize| {
-        pattern.truncate(end);
-        lines.truncate(end);
+    let mut shape = Shape {
+        pattern: classes(p, &all),
+        lines: (0..all.len()).collect(),
     };
-    let drop_class = |pattern: &mut Vec<u8>, lines: &mut Vec<usize>, class: u8| {
+    shape.cut(p);
+    let kept: std::collections::HashSet<usize> = shape.lines.iter().copied().collect();
+    let join = |lines: &mut dyn Iterator<Item = usize>| {
+        lines
+            .map(|i| all[i])
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .to_string()
+    };
+    Trimmed {
+        reply: join(&mut shape.lines.iter().copied()),
+        elided: join(&mut (0..all.len()).filter(|i| !kept.contains(i))),
+    }
+}
+
+/// One class code per line; inside a fenced code block every line is text
+/// (or empty), whatever it looks like.
+fn classes(p: &Patterns, all: &[&str]) -> Vec<u8> {
+    let mut in_code = false;
+    all.iter()
+        .map(|line| {
+            let k = if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                Kind::Text
+            } else if in_code {
+                if line.trim().is_empty() {
+                    Kind::Empty
+                } else {
+                    Kind::Text
+                }
+            } else {
+                classify(p, line)
+            };
+            k.code()
+        })
+        .collect()
+}
+
+/// The lines still kept, as (class, line index) pairs in two vectors: the
+/// rules are regexes over the class string.
+struct Shape {
+    pattern: Vec<u8>,
+    lines: Vec<usize>,
+}
+
+impl Shape {
+    fn truncate(&mut self, end: usize) {
+        self.pattern.truncate(end);
+        self.lines.truncate(end);
+    }
+
+    fn drop_class(&mut self, class: u8) {
         let mut i = 0;
-        while i < pattern.len() {
-            if pattern[i] == class {
-                pattern.remove(i);
-                lines.remove(i);
+        while i < self.pattern.len() {
+            if self.pattern[i] == class {
+                self.pattern.remove(i);
+                self.lines.remove(i);
             } else {
                 i += 1;
             }
         }
-    };
-    let find = |re: &Regex, pattern: &[u8]| -> Option<usize> {
-        std::str::from_utf8(pattern)
+    }
+
+    fn find(&self, re: &Regex) -> Option<usize> {
+        std::str::from_utf8(&self.pattern)
             .ok()
             .and_then(|s| re.find(s))
             .map(|m| m.start())
-    };
+    }
 
-    let had_marker = pattern.contains(&b'b');
-    // A delimiter line (`-- `, `____`) ends the reply: a signature follows.
-    if let Some(d) = pattern.iter().position(|&c| c == b'd') {
-        truncate(&mut pattern, &mut lines, d);
-    }
-    drop_class(&mut pattern, &mut lines, b's');
-    // Bottom-posting: the quoted original first, the reply after it.
-    if find(&p.rules.reply_at_end, &pattern).is_some() {
-        if let Some(t) = pattern.iter().position(|&c| c == b't') {
-            pattern.drain(..t);
-            lines.drain(..t);
+    /// Cuts and drops as the rules say, in order.
+    fn cut(&mut self, p: &Patterns) {
+        let had_marker = self.pattern.contains(&b'b');
+        // A delimiter line (`-- `, `____`) ends the reply: a signature follows.
+        if let Some(d) = self.pattern.iter().position(|&c| c == b'd') {
+            self.truncate(d);
+        }
+        self.drop_class(b's');
+        // Bottom-posting: the quoted original first, the reply after it.
+        if self.find(&p.rules.reply_at_end).is_some() {
+            if let Some(t) = self.pattern.iter().position(|&c| c == b't') {
+                self.pattern.drain(..t);
+                self.lines.drain(..t);
+            }
+        }
+        // Text, then an embedded-message marker not followed by quotes (or
+        // followed by a quoted original and nothing of substance): the
+        // reply ends at the text.
+        for rule in [&p.rules.marker_without_quote, &p.rules.marker_then_quote] {
+            if let Some(at) = self.find(rule) {
+                self.truncate(at + 1);
+            }
+        }
+        self.drop_class(b'b');
+        self.cut_headers(p);
+        // The quoted original at the end goes, once there is some text.
+        if self.pattern.contains(&b't') {
+            let mut end = self.pattern.len();
+            while end > 0 && matches!(self.pattern[end - 1], b'e' | b'q') {
+                end -= 1;
+            }
+            self.truncate(end);
+        }
+        // Nothing but a chain of quoted messages: nothing of the sender's own.
+        if had_marker && !self.pattern.contains(&b't') {
+            self.truncate(0);
         }
     }
-    // Text, then an embedded-message marker not followed by quotes (or
-    // followed by a quoted original and nothing of substance): the reply
-    // ends at the text.
-    for rule in [&p.rules.marker_without_quote, &p.rules.marker_then_quote] {
-        if let Some(at) = find(rule, &pattern) {
-            truncate(&mut pattern, &mut lines, at + 1);
+
+    /// Headers wrapped over several lines are all headers; three header
+    /// lines after text are an Outlook-style embedded message, cut there.
+    fn cut_headers(&mut self, p: &Patterns) {
+        if let Some(m) = std::str::from_utf8(&self.pattern)
+            .ok()
+            .and_then(|s| p.rules.header_span.find(s))
+            .map(|m| m.range())
+        {
+            for c in &mut self.pattern[m] {
+                *c = b'h';
+            }
         }
-    }
-    drop_class(&mut pattern, &mut lines, b'b');
-    // Headers wrapped over several lines are all headers.
-    if let Some(m) = std::str::from_utf8(&pattern)
-        .ok()
-        .and_then(|s| p.rules.header_span.find(s))
-        .map(|m| m.range())
-    {
-        for c in &mut pattern[m] {
-            *c = b'h';
+        if let Some(at) = self.find(&p.rules.header_block) {
+            self.truncate(at + 1);
         }
+        self.drop_class(b'h');
     }
-    // Three header lines after text: an Outlook-style embedded message.
-    if let Some(at) = find(&p.rules.header_block, &pattern) {
-        truncate(&mut pattern, &mut lines, at + 1);
-    }
-    drop_class(&mut pattern, &mut lines, b'h');
-    // The quoted original at the end goes, once there is some text.
-    if pattern.contains(&b't') {
-        let mut end = pattern.len();
-        while end > 0 && matches!(pattern[end - 1], b'e' | b'q') {
-            end -= 1;
-        }
-        truncate(&mut pattern, &mut lines, end);
-    }
-    // Nothing but a chain of quoted messages: nothing of the sender's own.
-    if had_marker && !pattern.contains(&b't') {
-        truncate(&mut pattern, &mut lines, 0);
-    }
-    let kept: std::collections::HashSet<usize> = lines.iter().copied().collect();
-    let reply = lines
-        .iter()
-        .map(|&i| all[i])
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string();
-    let elided = (0..all.len())
-        .filter(|i| !kept.contains(i))
-        .map(|i| all[i])
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string();
-    Trimmed { reply, elided }
 }
 
 #[cfg(test)]
