@@ -440,6 +440,14 @@ impl View {
         serde_json::from_value(data.clone()).ok()
     }
 
+    /// The kind of notification (`job_failed`, …) a queued message's data
+    /// was rendered for — what channels route on — or "" for a message
+    /// without a view (a direct reply). Read through the typed view, so no
+    /// channel pokes the view's JSON by key.
+    pub fn kind_of(data: &serde_json::Value) -> String {
+        View::from_json(data).map(|v| v.n.kind).unwrap_or_default()
+    }
+
     /// Content hash of the fix: buttons carry it, so a click on an outdated
     /// message cannot approve a fix that has since changed.
     pub fn fix_hash(&self) -> String {

@@ -187,7 +187,7 @@ impl DiscordChannel {
         outbox_id: u64,
         message: &Outgoing,
     ) -> Result<Delivered, DeliveryError> {
-        let channel = self.route(message.data["n"]["kind"].as_str().unwrap_or(""))?;
+        let channel = self.route(&render::View::kind_of(&message.data))?;
         let mut body = self.message_body(message)?;
         with_nonce(&mut body, outbox_id);
         let posted = self.post(&channel, &body).await?;
@@ -237,7 +237,7 @@ impl DiscordChannel {
                 self.post(msg, &body).await?;
             }
             None => {
-                let channel = self.route(message.data["n"]["kind"].as_str().unwrap_or(""))?;
+                let channel = self.route(&render::View::kind_of(&message.data))?;
                 self.post(&channel, &body).await?;
             }
         }

@@ -479,12 +479,11 @@ impl Channel for EmailChannel {
                 .transpose()
                 .map_err(|e| DeliveryError::Permanent(e.to_string()))?
         };
-        let decider = (message.data["d"]["via"].as_str() == Some(NAME)).then(|| {
-            message.data["d"]["via_identity"]
-                .as_str()
-                .unwrap_or("")
-                .to_lowercase()
-        });
+        // Read through the typed report view, not the JSON's keys.
+        let decider = crate::render::View::from_json(&message.data)
+            .and_then(|v| v.d)
+            .filter(|d| d.decision.via == NAME)
+            .map(|d| d.via_identity.unwrap_or_default().to_lowercase());
         let mut first_id = None;
         for r in &self.recipients {
             let r = r.to_lowercase();

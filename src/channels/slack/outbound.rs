@@ -401,7 +401,7 @@ impl Channel for SlackChannel {
     async fn group_burst(&self, burst: &[&Outgoing]) -> Result<Vec<Option<String>>, DeliveryError> {
         let mut by_route: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, m) in burst.iter().enumerate() {
-            if let Some(route) = self.route(m.data["n"]["kind"].as_str().unwrap_or("")) {
+            if let Some(route) = self.route(&View::kind_of(&m.data)) {
                 by_route.entry(route).or_default().push(i);
             }
         }
@@ -458,7 +458,8 @@ impl Channel for SlackChannel {
             POST
         };
         self.limits.check(&[method])?;
-        let kind = message.data["n"]["kind"].as_str().unwrap_or("");
+        let kind = View::kind_of(&message.data);
+        let kind = kind.as_str();
         let no_channel = || DeliveryError::Permanent("no Slack channel: set slack.channel".into());
         match message.kind {
             MessageKind::Notification => {
@@ -597,7 +598,8 @@ impl SlackChannel {
     /// Where `message` was posted, as `deliver` would post it; `None` for
     /// an edit (nothing to look up: repeating it is harmless).
     fn posted_where(&self, m: &Outgoing) -> Result<Option<Place>, DeliveryError> {
-        let kind = m.data["n"]["kind"].as_str().unwrap_or("");
+        let kind = View::kind_of(&m.data);
+        let kind = kind.as_str();
         let routed = |thread: Option<String>| -> Result<Place, DeliveryError> {
             let channel = self.route(kind).ok_or_else(|| {
                 DeliveryError::Permanent("no Slack channel: set slack.channel".into())
