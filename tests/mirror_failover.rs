@@ -573,6 +573,16 @@ async fn after_a_failover_to_github_gitlab_notifications_are_answered_why_not_an
         "{text}"
     );
     assert!(text.contains("then `approve #2`"), "{text}");
+    // A reject is refused the same way (its comment would go to GitLab), and
+    // the refused approve did not use up the decision.
+    let r = bot.command("alice", "reject #2").await;
+    let text = r["text"].as_str().unwrap_or_default();
+    assert_ne!(r["status"], "succeeded", "{r}");
+    assert!(
+        text.contains("merge request !45 is on GitLab and GitHub has no copy of it"),
+        "{text}"
+    );
+    assert!(!text.contains("already"), "{text}");
     assert_eq!((gl.writes().len(), gh.requests().len()), before);
     assert_eq!(gl.retries_of(2366, "test"), 0);
     assert_eq!(gl.mr("group%2Fapp", 45).map(|m| m.1), Some(0));
