@@ -11,18 +11,13 @@
 //! Environment: BENCH_EVENTS (default 20000), BENCH_CONCURRENCY (64),
 //! BENCH_RATE (500), BENCH_SECONDS (10).
 
+mod load;
+
 use qmoi::app;
 use qmoi::config::{Config, Secret};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config {
@@ -45,14 +40,6 @@ fn job(id: u64) -> String {
         "project": { "id": 380, "path_with_namespace": "bench/project", "web_url": "http://gitlab.test/bench/project" }
     })
     .to_string()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 async fn webhook_throughput(n: u64, concurrency: u64) {
@@ -124,51 +111,25 @@ async fn command_ack_latency(rate: u64, seconds: u64) {
         .send()
         .await
         .expect("event");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait (a condition, bounded) until the event became notification #1.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(bot.store.notification(1), Ok(Some(_))) {
+        assert!(Instant::now() < deadline, "notification #1 never appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
-    let total = rate * seconds;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (http, url) = (http.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let text = match i % 4 {
-                0 => "ack #1",
-                1 => "silence #1 1h",
-                2 => "status",
-                _ => "history",
-            };
-            let body = json!({"actor": "operator", "text": text, "idempotency_key": format!("k{i}"), "wait": false});
-            let r = http.post(&url).bearer_auth("bench-token").json(&body).send().await;
-            let ok = r.is_ok_and(|r| r.status().is_success());
-            (scheduled.elapsed(), ok)
-        }));
-    }
-    let mut lat = Vec::with_capacity(tasks.len());
-    let mut failed = 0;
-    for t in tasks {
-        let (d, ok) = t.await.expect("task");
-        if ok {
-            lat.push(d);
-        } else {
-            failed += 1;
-        }
-    }
-    let wall = start.elapsed();
-    lat.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "command ack @ {rate}/s for {seconds}s: n={} failed={failed} achieved {:.0}/s; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        lat.len(),
-        lat.len() as f64 / wall.as_secs_f64(),
-        ms(percentile(&lat, 0.50)),
-        ms(percentile(&lat, 0.90)),
-        ms(percentile(&lat, 0.99)),
-        ms(*lat.last().unwrap_or(&Duration::ZERO)),
-    );
+    let run = load::open_loop(rate, seconds, |i| {
+        let text = match i % 4 {
+            0 => "ack #1",
+            1 => "silence #1 1h",
+            2 => "status",
+            _ => "history",
+        };
+        let body = json!({"actor": "operator", "text": text, "idempotency_key": format!("k{i}"), "wait": false});
+        http.post(&url).bearer_auth("bench-token").json(&body)
+    })
+    .await;
+    println!("{}", run.summary("command ack", rate, seconds));
     bot.shutdown().await.expect("shutdown");
 }
 
@@ -191,10 +152,14 @@ fn main() {
                 .unwrap_or(1)
         );
         webhook_throughput(
-            env_or("BENCH_EVENTS", 20_000),
-            env_or("BENCH_CONCURRENCY", 64),
+            load::env_u64("BENCH_EVENTS", 20_000),
+            load::env_u64("BENCH_CONCURRENCY", 64),
         )
         .await;
-        command_ack_latency(env_or("BENCH_RATE", 500), env_or("BENCH_SECONDS", 10)).await;
+        command_ack_latency(
+            load::env_u64("BENCH_RATE", 500),
+            load::env_u64("BENCH_SECONDS", 10),
+        )
+        .await;
     });
 }

@@ -1,4 +1,4 @@
-//! The open-loop load generator the channel benches share (`slack`,
+//! The open-loop load generator the benches share (`core`, `slack`,
 //! `discord`): requests at a fixed rate, each timed from its *scheduled*
 //! moment to its answer, so a slow server shows as latency instead of
 //! silently lowering the rate (coordinated omission).

@@ -156,16 +156,11 @@ impl Action for Reject {
             .perform("close", &CloseMr { mr: on() })
             .await
             .map_err(|e| also(e, &format!("qmoi's note on !{} stays", mr.iid)))?;
-        let found: Vec<String> = [note_found, close_found].into_iter().flatten().collect();
         Ok(Outcome::text(format!(
             "!{} closed on {} GitLab{}{}",
             mr.iid,
             gitlab.name(),
-            if found.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", found.join("; "))
-            },
+            found_text([note_found, close_found], " (", ")"),
             reason
                 .map(|r| format!(" (reason: {r})"))
                 .unwrap_or_default()
